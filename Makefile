@@ -1,0 +1,68 @@
+# dualstack-rollout: set-up and test entry points.
+# `make test` on a fresh Debian machine (python3 + apt) installs everything it
+# needs: the controller virtualenv, a Docker engine, the test host images.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(CURDIR)/$(VENV)/bin
+export PATH := $(BIN):$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+# Keep Molecule and Ansible caches inside the checkout.
+export ANSIBLE_HOME := $(CURDIR)/.ansible
+export MOLECULE_GLOB := molecule/*/molecule.yml
+
+# Molecule scenarios run by `make test`, in order.
+SCENARIOS ?= baseline
+
+.PHONY: help venv docker images lint unit molecule test scenario clean
+
+help:
+	@echo "make test              set up everything, then lint, unit tests and every Molecule scenario"
+	@echo "make scenario S=NAME   run one Molecule scenario (create, converge, verify, destroy)"
+	@echo "make images            build the Debian 11/12/13 test host images (only when the recipe changed)"
+	@echo "make lint | unit       yamllint + ansible-lint | pytest unit tests of the plugins"
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	@echo "== controller virtualenv ($(VENV)) from requirements.txt"
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+docker:
+	@echo "== Docker engine"
+	scripts/ensure-docker.sh
+
+images: docker
+	@echo "== test host images"
+	scripts/build-images.sh
+
+lint: venv
+	@echo "== yamllint"
+	yamllint --strict .
+	@echo "== ansible-lint (production profile)"
+	ansible-lint
+
+unit: venv
+	@echo "== unit tests"
+	pytest
+
+molecule: venv images
+	@for s in $(SCENARIOS); do \
+	  echo "== molecule scenario $$s"; start=$$(date +%s); \
+	  molecule test -s $$s || { echo "scenario $$s FAILED"; exit 1; }; \
+	  echo "== scenario $$s passed in $$(( $$(date +%s) - start )) s"; \
+	done
+
+scenario: venv images
+	molecule test -s $(S)
+
+test: lint unit molecule
+	@echo "== all tests passed"
+
+clean:
+	-for s in $(SCENARIOS); do molecule destroy -s $$s; done
+	rm -rf .cache .ansible .pytest_cache
