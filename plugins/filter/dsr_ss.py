@@ -1,0 +1,179 @@
+"""Parse `ss -ltn[H]e[p]` output into listeners (filter plugin).
+
+The same text means different things on old and new iproute2:
+
+  iproute2 >= 4.13   `*:P` dual-stack IPv6 wildcard (v6only:0),
+                     `[::]:P` IPv6-only wildcard, `0.0.0.0:P` IPv4 wildcard,
+                     IPv6 addresses in brackets.
+  iproute2 <  4.13   `*:P` IPv4 wildcard, `:::P` IPv6 wildcard (dual or not:
+                     only the `v6only:` field of -e tells), IPv6 addresses
+                     without brackets (`::1:25`). RHEL/CentOS 7 has these.
+
+So the parser needs to know the format: pass `ss -V` output, or it decides
+from unambiguous lines (brackets => new, `:::` => old) and refuses to guess
+when only `*:P` lines remain.
+
+Each listener: address, port, family (4 or 6), v6only (0, 1 or None when
+unknown / not IPv6), accepts (families it takes connections from),
+wildcard/loopback flags, interface (for `%iface`), and process names/pids
+when -p was given.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+
+try:
+    from ansible.errors import AnsibleFilterError
+except ImportError:  # pragma: no cover
+    class AnsibleFilterError(Exception):
+        pass
+
+NEW_FORMAT_SINCE = (4, 13)
+NEW_FORMAT_SINCE_SNAPSHOT = 170905  # iproute2-ssYYMMDD of the 4.13 release
+
+
+class SsParseError(AnsibleFilterError):
+    pass
+
+
+def ss_format(version_text):
+    """'new' or 'old' from `ss -V` output; None when it cannot tell."""
+    if not version_text:
+        return None
+    m = re.search(r"iproute2-ss(\d{6})", version_text)
+    if m:
+        return "new" if int(m.group(1)) >= NEW_FORMAT_SINCE_SNAPSHOT else "old"
+    m = re.search(r"iproute2-(?:v)?(\d+)\.(\d+)", version_text)
+    if m:
+        return "new" if (int(m.group(1)), int(m.group(2))) >= NEW_FORMAT_SINCE else "old"
+    return None
+
+
+_PROC = re.compile(r'\("([^"]*)",pid=(\d+),fd=(\d+)\)')
+
+
+def _split_addr(local):
+    """'[::1]:80' -> ('[::1]', '80'); '127.0.0.53%lo:53' -> ('127.0.0.53%lo', '53')."""
+    if ":" not in local:
+        raise SsParseError("cannot read a local address:port from %r" % local)
+    addr, port = local.rsplit(":", 1)
+    return addr, port
+
+
+def parse_ss(text, version_text=None, fmt=None):
+    lines = [l for l in (text or "").splitlines() if l.strip()]
+    rows = []
+    for line in lines:
+        fields = line.split()
+        if fields[0] in ("State", "Netid"):
+            continue  # header (old ss has no -H)
+        if fields[0] != "LISTEN" or len(fields) < 5:
+            continue
+        rows.append(fields)
+    fmt = fmt or ss_format(version_text)
+    if fmt is None:
+        locals_ = [r[3] for r in rows]
+        if any(l.startswith("[") for l in locals_):
+            fmt = "new"
+        elif any(l.startswith(":::") or re.match(r"^[0-9a-fA-F]*::", l) for l in locals_):
+            fmt = "old"
+        elif any(l.startswith("*:") for l in locals_):
+            raise SsParseError("ss output has '*:PORT' listeners, which mean the IPv4 wildcard before "
+                               "iproute2 4.13 and the dual-stack IPv6 wildcard after; pass the output "
+                               "of `ss -V` to tell which")
+        else:
+            fmt = "new"
+    if fmt not in ("new", "old"):
+        raise SsParseError("unknown ss format %r" % fmt)
+
+    listeners = []
+    for fields in rows:
+        local = fields[3]
+        rest = fields[5:]
+        v6only = None
+        procs = []
+        for item in rest:
+            if item.startswith("v6only:"):
+                v6only = int(item.split(":", 1)[1])
+            elif item.startswith("users:"):
+                procs = [{"name": n, "pid": int(p), "fd": int(f)} for n, p, f in _PROC.findall(item)]
+        addr, port = _split_addr(local)
+        iface = None
+        if "%" in addr:
+            addr, iface = addr.split("%", 1)
+        if fmt == "new":
+            if addr == "*":
+                host, family = "::", 6
+                if v6only is None:
+                    v6only = 0  # new ss prints '*' only for a dual-stack wildcard
+            elif addr.startswith("["):
+                host, family = addr[1:-1], 6
+            else:
+                host, family = addr, 4
+        else:
+            if addr == "*":
+                host, family = "0.0.0.0", 4
+            elif ":" in addr:
+                host, family = addr, 6
+            else:
+                host, family = addr, 4
+        try:
+            ip = ipaddress.ip_address(host.split("%")[0])
+        except ValueError:
+            raise SsParseError("cannot read the address in %r" % local)
+        if not port.isdigit():
+            raise SsParseError("cannot read the port in %r" % local)
+        if family == 4:
+            v6only = None
+            accepts = [4]
+        elif ip.is_unspecified:
+            accepts = [6] if v6only == 1 else ([4, 6] if v6only == 0 else None)
+        elif getattr(ip, "ipv4_mapped", None):
+            accepts = [4]
+        else:
+            accepts = [6]
+        listeners.append({
+            "address": str(ip),
+            "port": int(port),
+            "family": family,
+            "v6only": v6only,
+            "accepts": accepts,
+            "wildcard": ip.is_unspecified,
+            "loopback": ip.is_loopback or bool(getattr(ip, "ipv4_mapped", None) and ip.ipv4_mapped.is_loopback),
+            "interface": iface,
+            "processes": procs,
+            "raw": local,
+        })
+    return listeners
+
+
+def listener_check(actual, expected, ctx=None):
+    """Compare expected listeners (from the bind plan) with parsed ss output.
+
+    An expected item matches an actual socket of the same address and port;
+    where the expected v6only is 0 or 1 the socket's must be the same. Returns
+    a list of problems (empty when all is well).
+    """
+    problems = []
+    for exp in expected:
+        same = [a for a in actual if a["port"] == exp["port"]
+                and ipaddress.ip_address(a["address"]) == ipaddress.ip_address(exp["address"])]
+        where = "%s:%s" % (exp["address"], exp["port"])
+        if not same:
+            problems.append("nothing listens on %s" % where)
+            continue
+        want = exp.get("v6only")
+        if want is not None and not any(a["v6only"] == want for a in same):
+            problems.append("%s listens with v6only=%s, expected %s"
+                            % (where, ",".join(str(a["v6only"]) for a in same), want))
+    return problems
+
+
+class FilterModule(object):
+    def filters(self):
+        return {
+            "dsr_ss_listeners": parse_ss,
+            "dsr_ss_format": ss_format,
+            "dsr_listener_check": listener_check,
+        }
