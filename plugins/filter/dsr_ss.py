@@ -159,7 +159,7 @@ def listener_check(actual, expected, ctx=None):
     for exp in expected:
         same = [a for a in actual if a["port"] == exp["port"]
                 and ipaddress.ip_address(a["address"]) == ipaddress.ip_address(exp["address"])]
-        where = "%s:%s" % (exp["address"], exp["port"])
+        where = ("[%s]:%s" if ":" in exp["address"] else "%s:%s") % (exp["address"], exp["port"])
         if not same:
             problems.append("nothing listens on %s" % where)
             continue

@@ -83,5 +83,5 @@ def test_listener_check_reports_missing_and_wrong_v6only():
                                    {"address": "0.0.0.0", "port": 8003, "v6only": None}]) == []
     problems = listener_check(actual, [{"address": "::", "port": 8002, "v6only": 0},
                                        {"address": "::1", "port": 9999, "v6only": None}])
-    assert problems == ["::::8002 listens with v6only=1, expected 0",
-                        "nothing listens on ::1:9999"]
+    assert problems == ["[::]:8002 listens with v6only=1, expected 0",
+                        "nothing listens on [::1]:9999"]
