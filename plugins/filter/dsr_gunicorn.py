@@ -1,0 +1,137 @@
+"""Render a bind plan where the service defines its binds (filter plugin).
+
+gunicorn's precedence is command line > GUNICORN_CMD_ARGS > -c config file,
+so the change goes to the source that defines `bind` today:
+
+  cli     a systemd drop-in that resets ExecStart= and repeats the command
+          with the new --bind / --reuse-port / --forwarded-allow-ips flags
+  env     a systemd drop-in with a new Environment="GUNICORN_CMD_ARGS=..."
+  envfile the GUNICORN_CMD_ARGS= line of that EnvironmentFile
+  config  a managed block at the end of the -c config file (a later top-level
+          assignment wins when gunicorn executes the file)
+  default (no bind anywhere) is treated as cli.
+"""
+from __future__ import annotations
+
+import re
+import shlex
+
+try:
+    from ansible.errors import AnsibleFilterError
+except ImportError:  # pragma: no cover
+    class AnsibleFilterError(Exception):
+        pass
+
+DROPIN_NAME = "99-dualstack-rollout.conf"
+_BIND_OPTS = ("-b", "--bind")
+_VALUE_OPTS_TO_DROP = ("-b", "--bind", "--forwarded-allow-ips")
+_FLAG_OPTS_TO_DROP = ("--reuse-port",)
+
+
+def _strip_managed_opts(args):
+    out = []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a in _VALUE_OPTS_TO_DROP:
+            i += 2
+            continue
+        if a in _FLAG_OPTS_TO_DROP:
+            i += 1
+            continue
+        if a.startswith("--") and "=" in a and a.split("=", 1)[0] in _VALUE_OPTS_TO_DROP:
+            i += 1
+            continue
+        if re.match(r"^-b.+", a):
+            i += 1
+            continue
+        out.append(a)
+        i += 1
+    return out
+
+
+def _managed_opts(plan, svc, style):
+    """The options that carry the plan, as a list of args."""
+    eq = style == "env"
+    opts = []
+    for b in plan["binds"]:
+        opts += ["--bind=" + b] if eq else ["--bind", b]
+    if plan.get("reuse_port") or (svc.get("reuse_port") and svc.get("reuse_port_source") == _source_key(svc)):
+        opts.append("--reuse-port")
+    fwd = plan.get("forwarded_allow_ips")
+    if fwd is None and svc.get("forwarded_allow_ips_source") == _source_key(svc):
+        fwd = svc.get("forwarded_allow_ips")
+    if fwd:
+        opts += ["--forwarded-allow-ips=" + fwd] if eq else ["--forwarded-allow-ips", fwd]
+    return opts
+
+
+def _source_key(svc):
+    return {"cli": "cli", "default": "cli", "env": "env", "envfile": "env", "config": "config"}[svc["bind_source"]]
+
+
+_SAFE = re.compile(r"^[A-Za-z0-9_@%+=:,./\[\]-]+$")
+
+
+def systemd_quote(arg):
+    if arg and _SAFE.match(arg):
+        return arg
+    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _insert_before_app(args, opts):
+    """Put options before the positional APP_MODULE (last non-option arg)."""
+    if args and not args[-1].startswith("-"):
+        return args[:-1] + opts + [args[-1]]
+    return args + opts
+
+
+def exec_start(svc, plan):
+    argv = list(svc["argv"])
+    rest = _strip_managed_opts(argv[1:])
+    new = [argv[0]] + _insert_before_app(rest, _managed_opts(plan, svc, "cli"))
+    return svc.get("exec_prefix", "") + " ".join(systemd_quote(a) for a in new)
+
+
+def cmd_args(value, svc, plan):
+    args = _strip_managed_opts(shlex.split(value or ""))
+    return " ".join(a if _SAFE.match(a) else shlex.quote(a) for a in args + _managed_opts(plan, svc, "env"))
+
+
+def config_block(svc, plan):
+    lines = ["# Dual-stack binds (dualstack-rollout); these assignments override the ones above.",
+             "bind = %r" % (plan["binds"],)]
+    if plan.get("reuse_port"):
+        lines.append("reuse_port = True")
+    if plan.get("forwarded_allow_ips"):
+        lines.append("forwarded_allow_ips = %r" % plan["forwarded_allow_ips"])
+    return "\n".join(lines)
+
+
+def gunicorn_change(svc, plan):
+    """-> {kind, path, content|line|block}: what to write, and where."""
+    src = svc["bind_source"]
+    unit = svc["unit"]
+    dropin = "/etc/systemd/system/%s.d/%s" % (unit, DROPIN_NAME)
+    head = ("# Managed by dualstack-rollout: dual-stack binds for %s.\n"
+            "# Remove this file (and daemon-reload, restart) to return to the original binds.\n[Service]\n" % unit)
+    if src in ("cli", "default"):
+        return {"kind": "dropin", "path": dropin,
+                "content": head + "ExecStart=\nExecStart=%s\n" % exec_start(svc, plan)}
+    if src == "env":
+        value = cmd_args(svc.get("gunicorn_cmd_args"), svc, plan)
+        return {"kind": "dropin", "path": dropin,
+                "content": head + "Environment=%s\n" % systemd_quote("GUNICORN_CMD_ARGS=" + value)}
+    if src == "envfile":
+        value = cmd_args(svc.get("gunicorn_cmd_args"), svc, plan)
+        return {"kind": "envfile", "path": svc["gunicorn_cmd_args_file"],
+                "regexp": r"^\s*(export\s+)?GUNICORN_CMD_ARGS=",
+                "line": 'GUNICORN_CMD_ARGS="%s"' % value.replace('"', '\\"')}
+    if src == "config":
+        return {"kind": "config", "path": svc["config_file"], "block": config_block(svc, plan)}
+    raise AnsibleFilterError("service %s: unknown bind source %r" % (svc.get("unit"), src))
+
+
+class FilterModule(object):
+    def filters(self):
+        return {"dsr_gunicorn_change": gunicorn_change}
