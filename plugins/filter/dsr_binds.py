@@ -336,9 +336,25 @@ def interface_map(ip_json):
     return result
 
 
+def global_addresses(ip_json):
+    """{"ipv4": [...], "ipv6": [...]}: the host's stable global addresses."""
+    out = {"ipv4": [], "ipv6": []}
+    for link in ip_json or []:
+        for info in link.get("addr_info", []):
+            if info.get("scope") != "global" or "local" not in info:
+                continue
+            if info.get("family") == "inet":
+                out["ipv4"].append(info["local"])
+            elif info.get("family") == "inet6" and not (info.get("temporary") or info.get("tentative")
+                                                         or info.get("dadfailed")):
+                out["ipv6"].append(info["local"])
+    return out
+
+
 class FilterModule(object):
     def filters(self):
         return {
+            "dsr_global_addresses": global_addresses,
             "dsr_bind_plan": bind_plan,
             "dsr_parse_bind": parse_bind,
             "dsr_interface_map": interface_map,

@@ -14,6 +14,10 @@ so the change goes to the source that defines `bind` today:
 from __future__ import annotations
 
 import re
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import shlex
 
 try:
@@ -132,6 +136,44 @@ def gunicorn_change(svc, plan):
     raise AnsibleFilterError("service %s: unknown bind source %r" % (svc.get("unit"), src))
 
 
+def service_plans(services, bindv6only, strategy, ip_json=None, resolved_results=None, host=None):
+    """Plan every discovered service: [{service, plan, change}].
+
+    resolved_results are the registered results of `getent ahostsv4 NAME`
+    looped over the host names found in binds.
+    """
+    from dsr_binds import bind_plan, interface_map  # same plugin directory
+
+    names = {}
+    for r in resolved_results or []:
+        if r.get("rc") == 0 and r.get("stdout"):
+            names[r["item"]] = r["stdout"].split()[0]
+    interfaces = interface_map(ip_json or [])
+    out = []
+    for svc in services:
+        plan = bind_plan(svc["binds"], bindv6only=bindv6only, gunicorn_version=svc.get("version"),
+                         strategy=strategy, reuse_port=svc.get("reuse_port", False),
+                         forwarded_allow_ips=svc.get("forwarded_allow_ips"), interfaces=interfaces,
+                         resolved=names, ctx={"host": host, "service": svc["unit"]})
+        out.append({"service": svc, "plan": plan, "change": gunicorn_change(svc, plan)})
+    return out
+
+
+def bind_hostnames(services):
+    """Host names used in binds (to resolve on the host)."""
+    found = []
+    for svc in services:
+        for b in svc.get("binds", []):
+            m = re.match(r"^(?:tcp://)?([A-Za-z][A-Za-z0-9.-]*)(?::\d*)?$", b)
+            if m and not b.startswith("unix:") and m.group(1) not in found:
+                found.append(m.group(1))
+    return found
+
+
 class FilterModule(object):
     def filters(self):
-        return {"dsr_gunicorn_change": gunicorn_change}
+        return {
+            "dsr_gunicorn_change": gunicorn_change,
+            "dsr_gunicorn_plans": service_plans,
+            "dsr_bind_hostnames": bind_hostnames,
+        }

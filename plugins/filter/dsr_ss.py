@@ -170,10 +170,29 @@ def listener_check(actual, expected, ctx=None):
     return problems
 
 
+def verify_targets(gunicorn_plans, nginx_plan=None):
+    """What listener_verify must check, from the gunicorn and nginx plans."""
+    expected, public, private, nginx_ports = [], [], [], []
+    for item in gunicorn_plans or []:
+        for l in item["plan"]["listeners"]:
+            expected.append({"address": l["address"], "port": l["port"], "v6only": l["v6only"]})
+            ip = ipaddress.ip_address(l["address"])
+            bucket = public if ip.is_unspecified else (private if ip.is_loopback else None)
+            if bucket is not None and l["port"] not in bucket:
+                bucket.append(l["port"])
+    for l in (nginx_plan or {}).get("listens", []):
+        expected.append({"address": l["address"], "port": l["port"], "v6only": l.get("v6only")})
+        if ipaddress.ip_address(l["address"]).is_unspecified and l["port"] not in nginx_ports:
+            nginx_ports.append(l["port"])
+    private = [p for p in private if p not in public]
+    return {"expected": expected, "public_ports": public, "private_ports": private, "nginx_ports": nginx_ports}
+
+
 class FilterModule(object):
     def filters(self):
         return {
             "dsr_ss_listeners": parse_ss,
             "dsr_ss_format": ss_format,
             "dsr_listener_check": listener_check,
+            "dsr_verify_targets": verify_targets,
         }

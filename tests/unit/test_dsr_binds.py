@@ -176,3 +176,12 @@ def test_interface_map_from_ip_json():
             {"family": "inet6", "local": "fe80::2", "scope": "link"}]},
     ]
     assert interface_map(data) == {"127.0.0.1": [], "172.30.0.2": ["fd42::2"]}
+
+
+def test_global_addresses_skip_partial_entries():
+    from dsr_binds import global_addresses
+    data = [{"ifname": "lo", "addr_info": [{}]},
+            {"ifname": "eth0", "addr_info": [{"family": "inet", "local": "172.30.20.2", "scope": "global"},
+                                             {"family": "inet6", "local": "fd42::2", "scope": "global"},
+                                             {"family": "inet6", "local": "fe80::1", "scope": "link"}]}]
+    assert global_addresses(data) == {"ipv4": ["172.30.20.2"], "ipv6": ["fd42::2"]}
