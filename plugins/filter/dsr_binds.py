@@ -203,11 +203,11 @@ def bind_plan(binds, bindv6only=0, gunicorn_version=None, strategy="separate",
         if b["family"] == 6:
             add(format_bind(host, port))
             if addr.is_unspecified:
+                # gunicorn never sets IPV6_V6ONLY: the kernel default decides.
                 if bindv6only == 0 and format_bind("0.0.0.0", port) not in existing:
                     dual_carries_v4 = True
-                    listeners.append({"address": "::", "port": port, "family": 6, "v6only": 0, "accepts": [4, 6]})
-                else:
-                    listeners.append({"address": "::", "port": port, "family": 6, "v6only": 1, "accepts": [6]})
+                listeners.append({"address": "::", "port": port, "family": 6, "v6only": bindv6only,
+                                  "accepts": [6] if bindv6only else [4, 6]})
             else:
                 listeners.append({"address": host, "port": port, "family": 6, "v6only": None, "accepts": [6]})
             continue

@@ -125,6 +125,14 @@ def test_listeners_describe_expected_v6only():
     assert {"address": "::", "port": 8000, "family": 6, "v6only": 1, "accepts": [6]} in p["listeners"]
 
 
+@pytest.mark.parametrize("v6only", [0, 1])
+def test_second_plan_expects_the_same_listeners(v6only):
+    first = plan(["0.0.0.0:8000"], bindv6only=v6only, gunicorn_version="20.1.0")
+    again = plan(first["binds"], bindv6only=v6only, gunicorn_version="20.1.0", reuse_port=True,
+                 forwarded_allow_ips=first["forwarded_allow_ips"])
+    assert sorted(map(str, again["listeners"])) == sorted(map(str, first["listeners"]))
+
+
 def test_second_plan_of_a_migrated_list_changes_nothing():
     first = plan(["0.0.0.0:8000"], bindv6only=1, gunicorn_version="20.1.0")
     again = plan(first["binds"], bindv6only=1, gunicorn_version="20.1.0",
