@@ -54,17 +54,30 @@ def _strip_managed_opts(args):
     return out
 
 
+def _managed_values(plan, svc):
+    """(binds, reuse_port, forwarded_allow_ips) to state in the bind's source.
+
+    A value the plan leaves alone is restated when the same source already
+    sets it (so rewriting that source keeps it, and a second run writes the
+    same bytes).
+    """
+    here = _source_key(svc)
+    reuse = bool(plan.get("reuse_port") or (svc.get("reuse_port") and svc.get("reuse_port_source") == here))
+    fwd = plan.get("forwarded_allow_ips")
+    if fwd is None and svc.get("forwarded_allow_ips_source") == here:
+        fwd = svc.get("forwarded_allow_ips")
+    return plan["binds"], reuse, fwd
+
+
 def _managed_opts(plan, svc, style):
     """The options that carry the plan, as a list of args."""
     eq = style == "env"
+    binds, reuse, fwd = _managed_values(plan, svc)
     opts = []
-    for b in plan["binds"]:
+    for b in binds:
         opts += ["--bind=" + b] if eq else ["--bind", b]
-    if plan.get("reuse_port") or (svc.get("reuse_port") and svc.get("reuse_port_source") == _source_key(svc)):
+    if reuse:
         opts.append("--reuse-port")
-    fwd = plan.get("forwarded_allow_ips")
-    if fwd is None and svc.get("forwarded_allow_ips_source") == _source_key(svc):
-        fwd = svc.get("forwarded_allow_ips")
     if fwd:
         opts += ["--forwarded-allow-ips=" + fwd] if eq else ["--forwarded-allow-ips", fwd]
     return opts
@@ -103,12 +116,13 @@ def cmd_args(value, svc, plan):
 
 
 def config_block(svc, plan):
+    binds, reuse, fwd = _managed_values(plan, svc)
     lines = ["# Dual-stack binds (dualstack-rollout); these assignments override the ones above.",
-             "bind = %r" % (plan["binds"],)]
-    if plan.get("reuse_port"):
+             "bind = %r" % (binds,)]
+    if reuse:
         lines.append("reuse_port = True")
-    if plan.get("forwarded_allow_ips"):
-        lines.append("forwarded_allow_ips = %r" % plan["forwarded_allow_ips"])
+    if fwd:
+        lines.append("forwarded_allow_ips = %r" % fwd)
     return "\n".join(lines)
 
 

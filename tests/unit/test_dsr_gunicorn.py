@@ -129,3 +129,17 @@ def test_change_for_config_is_a_block():
     assert ch["kind"] == "config"
     merged = cfg + ch["block"] + "\n"
     assert gs.parse_config_file(merged)["bind"] == ["0.0.0.0:8000", "[::]:8000"]
+
+
+@pytest.mark.parametrize("v6only", [0, 1])
+def test_config_block_is_the_same_on_a_second_run(v6only):
+    cfg = "bind = '0.0.0.0:8000'\nworkers = 2\n"
+    unit = ["[Service]\nExecStart=/usr/bin/gunicorn -c /etc/app.conf.py app:app\n"]
+    svc = service(unit, {"config": cfg})
+    plan = bind_plan(svc["binds"], bindv6only=v6only, gunicorn_version="20.1.0")
+    block = gunicorn_change(svc, plan)["block"]
+    svc2 = service(unit, {"config": cfg + block + "\n"})
+    plan2 = bind_plan(svc2["binds"], bindv6only=v6only, gunicorn_version="20.1.0", reuse_port=svc2["reuse_port"],
+                      forwarded_allow_ips=svc2["forwarded_allow_ips"])
+    assert not plan2["changed"]
+    assert gunicorn_change(svc2, plan2)["block"] == block
