@@ -170,6 +170,32 @@ def listener_check(actual, expected, ctx=None):
     return problems
 
 
+def listener_class(l):
+    """ipv4 | dual | ipv6 | loopback-ipv4 | loopback-ipv6 for one listener."""
+    if l["loopback"]:
+        return "loopback-ipv4" if l["family"] == 4 or l["accepts"] == [4] else "loopback-ipv6"
+    if l["accepts"] == [4, 6]:
+        return "dual"
+    if l["family"] == 4 or l["accepts"] == [4]:
+        return "ipv4"
+    return "ipv6"
+
+
+def listener_summary(listeners):
+    """Sorted, de-duplicated "ADDR:PORT class" strings (for journals and reports)."""
+    out = set()
+    for l in listeners:
+        addr = "[%s]" % l["address"] if l["family"] == 6 else l["address"]
+        out.add("%s:%d %s" % (addr, l["port"], listener_class(l)))
+    return sorted(out, key=lambda x: (int(x.split(" ")[0].rsplit(":", 1)[1]), x))
+
+
+def without_ports(summary, ports):
+    """Drop "ADDR:PORT class" entries whose port is in `ports` (ephemeral listeners)."""
+    ports = set(int(p) for p in ports or [])
+    return [x for x in summary if int(x.split(" ")[0].rsplit(":", 1)[1]) not in ports]
+
+
 def verify_targets(gunicorn_plans, nginx_plan=None):
     """What listener_verify must check, from the gunicorn and nginx plans."""
     expected, public, private, nginx_ports = [], [], [], []
@@ -195,4 +221,6 @@ class FilterModule(object):
             "dsr_ss_format": ss_format,
             "dsr_listener_check": listener_check,
             "dsr_verify_targets": verify_targets,
+            "dsr_listener_summary": listener_summary,
+            "dsr_without_ports": without_ports,
         }

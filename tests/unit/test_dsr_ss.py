@@ -85,3 +85,10 @@ def test_listener_check_reports_missing_and_wrong_v6only():
                                        {"address": "::1", "port": 9999, "v6only": None}])
     assert problems == ["[::]:8002 listens with v6only=1, expected 0",
                         "nothing listens on [::1]:9999"]
+
+
+def test_listener_summary():
+    from dsr_ss import listener_summary
+    out = listener_summary(parse_ss(data("ss-ltnHe-debian12.txt")))
+    assert out == ["[::]:8001 dual", "[::]:8002 ipv6", "0.0.0.0:8003 ipv4", "127.0.0.1:8004 loopback-ipv4",
+                   "[::1]:8005 loopback-ipv6"]

@@ -1,0 +1,187 @@
+"""Fleet rollout end to end, on the real containers of this scenario.
+
+The tests run in file order and drive the real entry points with
+ansible-playbook against Molecule's inventory:
+
+1. before: fingerprint every file the rollout may touch, on every host;
+2. rollout.yml with a fault on dsr-app3 (second wave): the run stops there,
+   dsr-app3 is back on IPv4 with byte-identical files and in the balancer,
+   wave 1 and dsr-app2 are dual-stack, wave 3 is untouched;
+3. rollback.yml --limit on a never-migrated host says so and changes nothing;
+4. the fault removed, rollout.yml completes: every host answers through the
+   balancer over IPv4 and IPv6, balancer-to-app traffic on IPv6;
+5. a second rollout.yml changes nothing;
+6. rollback.yml returns every host to byte-identical files and IPv4-only
+   listeners; a second rollback.yml changes nothing.
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import testinfra
+
+from conftest import addresses, http_get, url
+
+ROOT = os.environ.get("MOLECULE_PROJECT_DIRECTORY") or os.path.abspath(
+    os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+APPS = ["dsr-app%d" % i for i in range(1, 7)]
+LB = "dsr-lb"
+WATCHED = "/etc/nginx /etc/systemd/system /etc/sysctl.d /etc/sandbox-app /etc/default"
+STATE = {}
+
+
+def host(name):
+    return testinfra.get_host("docker://" + name)
+
+
+def fingerprint(name):
+    """sha256, mode and owner of every file under the watched directories."""
+    return host(name).check_output(
+        "for d in %s; do [ -d $d ] && find $d \\( -type f -o -type l \\) -print; done | sort | "
+        "while read f; do printf '%%s %%s\\n' \"$(stat -c '%%a %%U:%%G %%F' \"$f\")\" "
+        "\"$(sha256sum < \"$f\" 2>/dev/null | cut -c1-64)  $f\"; done" % WATCHED)
+
+
+def playbook(name, *args):
+    inventory = os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"])
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_FORCE_COLOR="0")
+    cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", inventory,
+           os.path.join(ROOT, name), "-e", "dsr_journal_dir=%s" % STATE["journal"]] + list(args)
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=1800)
+    log = os.path.join(STATE["journal"], "%s-%d.log" % (os.path.basename(name), len(os.listdir(STATE["journal"]))))
+    with open(log, "w") as f:
+        f.write(r.stdout + r.stderr)
+    return r
+
+
+def recap(output):
+    """{host: {ok, changed, failed, ...}} from the PLAY RECAP."""
+    out = {}
+    for m in re.finditer(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)",
+                         output, re.M):
+        out[m.group(1)] = {"ok": int(m.group(2)), "changed": int(m.group(3)),
+                           "unreachable": int(m.group(4)), "failed": int(m.group(5))}
+    return out
+
+
+def listeners(name):
+    return host(name).check_output("ss -ltnH 2>/dev/null | awk '{print $4}' | sort -u").split()
+
+
+def is_dual(name):
+    ls = listeners(name)
+    return any(a in ls for a in ("[::]:80", "*:80"))
+
+
+def upstream():
+    return host(LB).check_output("grep -E '^\\s*server ' /etc/nginx/conf.d/app-upstream.conf")
+
+
+def through_lb(family, n=12):
+    lb = host(LB)
+    target = addresses(lb)["ipv4" if family == 4 else "ipv6"][0]
+    return [http_get(lb, url(target, 80)) for _ in range(n)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def journal(tmp_path_factory):
+    STATE["journal"] = str(tmp_path_factory.mktemp("journal"))
+    os.chmod(STATE["journal"], 0o700)
+
+
+def test_01_before_state():
+    STATE["before"] = {h: fingerprint(h) for h in APPS + [LB]}
+    for h in APPS:
+        assert not is_dual(h)
+    answers = through_lb(4)
+    assert all(r.status == 200 and r.json["scheme"] == "https" for r in answers), answers
+
+
+def test_02_rollout_stops_at_the_faulty_wave_and_restores_that_host():
+    r = playbook("rollout.yml")
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out[-3000:]
+    assert "host dsr-app3: migration failed" in out
+    # wave 1 and the healthy host of wave 2 are dual-stack and in the balancer on IPv6
+    for h in ("dsr-app1", "dsr-app2"):
+        assert is_dual(h), h
+        assert "[%s]:80" % addresses(host(h))["ipv6"][0] in upstream()
+    # the faulty host is back exactly as before, serving IPv4, in the balancer on IPv4
+    assert fingerprint("dsr-app3") == STATE["before"]["dsr-app3"]
+    assert not is_dual("dsr-app3")
+    v4 = addresses(host("dsr-app3"))["ipv4"][0]
+    assert re.search(r"server %s:80 [^;]*;" % re.escape(v4), upstream())
+    assert " down;" not in upstream()
+    r3 = http_get(host(LB), url(v4, 80))
+    assert r3.status == 200 and r3.json["scheme"] == "https"
+    # later waves untouched
+    for h in ("dsr-app4", "dsr-app5", "dsr-app6"):
+        assert fingerprint(h) == STATE["before"][h]
+        assert not host(h).file("/var/lib/dualstack-rollout/snapshot").exists
+    # every request through the balancer still answered
+    assert all(x.status == 200 for x in through_lb(4))
+    # the journal names waves and results
+    run = [d for d in os.listdir(STATE["journal"]) if os.path.isdir(os.path.join(STATE["journal"], d))]
+    assert len(run) == 1
+    STATE["run1"] = os.path.join(STATE["journal"], run[0])
+    j3 = json.load(open(os.path.join(STATE["run1"], "dsr-app3.json")))
+    assert j3["wave"] == 2 and j3["result"] == "failed" and "listen" in j3["error"].lower()
+    j1 = json.load(open(os.path.join(STATE["run1"], "dsr-app1.json")))
+    assert j1["wave"] == 1 and j1["result"] == "migrated"
+    assert any(x.endswith(" dual") or x.endswith(" ipv6") for x in j1["listeners_after"])
+    assert all(x.endswith("ipv4") for x in j1["listeners_before"])
+    assert oct(os.stat(os.path.join(STATE["run1"], "dsr-app1.json")).st_mode & 0o777) == "0o600"
+
+
+def test_03_rollback_of_a_never_migrated_host_changes_nothing():
+    r = playbook("rollback.yml", "--limit", "dsr-app4")
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    assert "never migrated" in out
+    assert recap(out)["dsr-app4"]["changed"] == 0
+    assert fingerprint("dsr-app4") == STATE["before"]["dsr-app4"]
+
+
+def test_04_rollout_completes_once_the_fault_is_gone():
+    host("dsr-app3").check_output("systemctl stop sandbox-squatter.service")
+    r = playbook("rollout.yml")
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    for h in APPS:
+        assert is_dual(h), h
+        assert "[%s]:80" % addresses(host(h))["ipv6"][0] in upstream(), upstream()
+    for family in (4, 6):
+        answers = through_lb(family)
+        assert all(x.status == 200 and x.json["scheme"] == "https" for x in answers), (family, answers)
+    # the balancer itself listens on both families
+    assert "[::]:80" in listeners(LB)
+
+
+def test_05_second_rollout_changes_nothing():
+    r = playbook("rollout.yml")
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    changed = {h: v["changed"] for h, v in recap(out).items() if h != "localhost"}
+    assert set(changed) == set(APPS + [LB])
+    assert all(v == 0 for v in changed.values()), changed
+
+
+def test_06_rollback_restores_every_byte():
+    r = playbook("rollback.yml")
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    for h in APPS + [LB]:
+        assert fingerprint(h) == STATE["before"][h], h
+    for h in APPS:
+        assert not is_dual(h), h
+    assert all(x.status == 200 and x.json["scheme"] == "https" for x in through_lb(4))
+
+
+def test_07_second_rollback_changes_nothing():
+    r = playbook("rollback.yml")
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    changed = {h: v["changed"] for h, v in recap(out).items() if h != "localhost"}
+    assert all(v == 0 for v in changed.values()), changed

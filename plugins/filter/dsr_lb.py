@@ -1,0 +1,142 @@
+"""Drain, enable and re-address app hosts in an nginx load balancer's
+upstream block (filter plugin).
+
+The load balancer's upstream file lists each app host as a `server` line:
+
+    upstream app {
+        server 172.30.30.11:80;
+        server 172.30.30.12:80 max_fails=3;
+    }
+
+`upstream_edit(text, changes)` rewrites only the `server` lines of the hosts
+named in `changes` ({ipv4 address: {"down": bool, "address": ipv4-or-ipv6}}),
+keeping every other byte and every other parameter of those lines: drain adds
+`down`, enable removes it, and "address" moves the line to the host's IPv6
+address (or back to IPv4), so that LB-to-app traffic can go over IPv6 host by
+host. A host's line is found by its IPv4 address or, once moved, by the IPv6
+address given as "ipv6" in its change.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+
+try:
+    from ansible.errors import AnsibleFilterError
+except ImportError:  # pragma: no cover
+    class AnsibleFilterError(Exception):
+        pass
+
+_SERVER = re.compile(r"^(?P<indent>[ \t]*)server[ \t]+(?P<addr>\S+?)(?P<params>(?:[ \t]+[^;#\s]+)*)[ \t]*;(?P<rest>.*)$")
+
+
+def _split(addr):
+    if addr.startswith("["):
+        host, _, port = addr[1:].partition("]")
+        return host, port.lstrip(":")
+    host, _, port = addr.partition(":")
+    return host, port
+
+
+def _fmt(host, port):
+    h = "[%s]" % host if ":" in host else host
+    return "%s:%s" % (h, port) if port else h
+
+
+def _same(a, b):
+    try:
+        return ipaddress.ip_address(a) == ipaddress.ip_address(b)
+    except ValueError:
+        return a == b
+
+
+def upstream_servers(text):
+    """[{address, port, down, params}] for every server line."""
+    out = []
+    for line in (text or "").splitlines():
+        m = _SERVER.match(line)
+        if not m:
+            continue
+        host, port = _split(m.group("addr"))
+        params = m.group("params").split()
+        out.append({"address": host, "port": port, "down": "down" in params,
+                    "params": [p for p in params if p != "down"]})
+    return out
+
+
+def upstream_edit(text, changes, ctx=None):
+    """Apply {ipv4: {down, address, ipv6}} to the server lines. Returns the new text.
+
+    Every host named in `changes` must have a line, or this fails naming it:
+    draining a host the LB does not know would silently drain nothing.
+    """
+    seen = set()
+    lines = (text or "").split("\n")
+    for i, line in enumerate(lines):
+        m = _SERVER.match(line)
+        if not m:
+            continue
+        host, port = _split(m.group("addr"))
+        for key, ch in changes.items():
+            if not (_same(host, key) or (ch.get("ipv6") and _same(host, ch["ipv6"]))
+                    or (ch.get("address") and _same(host, ch["address"]))):
+                continue
+            seen.add(key)
+            if ch.get("keep"):
+                break
+            params = [p for p in m.group("params").split() if p != "down"]
+            if ch.get("down"):
+                params.append("down")
+            new_host = ch.get("address") or host
+            lines[i] = "%sserver %s%s;%s" % (m.group("indent"), _fmt(new_host, port),
+                                              "".join(" " + p for p in params), m.group("rest"))
+            break
+    missing = [k for k in changes if k not in seen]
+    if missing:
+        where = "host %s: " % ctx["host"] if ctx and ctx.get("host") else ""
+        raise AnsibleFilterError("%sthe load balancer's upstream file has no server line for %s "
+                                 "(variable dsr_lb_upstream_file)" % (where, ", ".join(sorted(missing))))
+    return "\n".join(lines)
+
+
+def drain_change(ipv6=None):
+    """The change that drains one host (found by IPv4, or IPv6 once moved)."""
+    return {"down": True, "ipv6": ipv6 or None}
+
+
+def enable_changes(hosts, hostvars, ipv6_upstreams=True):
+    """{ipv4: change} putting `hosts` back: on IPv6 where the host verified
+    dual-stack (dsr_dualstack_ok) and ipv6_upstreams is on, else on IPv4."""
+    out = {}
+    for h in hosts:
+        hv = hostvars[h]
+        v4 = hv.get("dsr_lb_address")
+        v6 = hv.get("dsr_lb_address6") or None
+        if not v4:
+            raise AnsibleFilterError("host %s: no dsr_lb_address (the IPv4 address the balancer uses for it)" % h)
+        ok = bool(hv.get("dsr_dualstack_ok", False))
+        out[v4] = {"down": False, "ipv6": v6, "address": v6 if (ipv6_upstreams and ok and v6) else v4}
+    return out
+
+
+def known_changes(hosts, hostvars):
+    """No-op changes for `hosts` (found by IPv4 or IPv6): checks each has a line."""
+    out = {}
+    for h in hosts:
+        hv = hostvars[h]
+        v4 = hv.get("dsr_lb_address")
+        if not v4:
+            raise AnsibleFilterError("host %s: its address is unknown (unreachable?)" % h)
+        out[v4] = {"ipv6": hv.get("dsr_lb_address6") or None, "keep": True}
+    return out
+
+
+class FilterModule(object):
+    def filters(self):
+        return {
+            "dsr_upstream_edit": upstream_edit,
+            "dsr_upstream_servers": upstream_servers,
+            "dsr_lb_drain_change": drain_change,
+            "dsr_lb_enable_changes": enable_changes,
+            "dsr_lb_known_changes": known_changes,
+        }

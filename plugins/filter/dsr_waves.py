@@ -1,0 +1,90 @@
+"""Wave arithmetic for staged rollouts (filter plugin).
+
+Ansible's `serial` list (e.g. [1, "25%", "100%"]) cuts the play's hosts into
+consecutive batches: each item is a host count or a percentage of all hosts
+(rounded down, at least 1), and the last item repeats until every host is in
+a batch. These filters compute the same batches before the play runs, so
+preflight can show the plan, check that it covers the fleet, and each host
+can record its wave in the journal.
+"""
+from __future__ import annotations
+
+try:
+    from ansible.errors import AnsibleFilterError
+except ImportError:  # pragma: no cover
+    class AnsibleFilterError(Exception):
+        pass
+
+
+def _size(item, total):
+    if isinstance(item, bool):
+        raise AnsibleFilterError("dsr_waves: %r is not a host count or a percentage" % (item,))
+    if isinstance(item, int):
+        n = item
+    else:
+        s = str(item).strip()
+        if s.endswith("%"):
+            try:
+                pct = float(s[:-1])
+            except ValueError:
+                raise AnsibleFilterError("dsr_waves: %r is not a percentage" % (item,))
+            if not 0 < pct <= 100:
+                raise AnsibleFilterError("dsr_waves: %r must be between 0%% and 100%%" % (item,))
+            n = int(total * pct / 100.0)
+        else:
+            try:
+                n = int(s)
+            except ValueError:
+                raise AnsibleFilterError("dsr_waves: %r is not a host count or a percentage" % (item,))
+    if n < 0:
+        raise AnsibleFilterError("dsr_waves: %r is negative" % (item,))
+    return max(n, 1)
+
+
+def waves(hosts, serial):
+    """[[host, ...], ...]: the batches Ansible will run, in order."""
+    hosts = list(hosts)
+    if not hosts:
+        raise AnsibleFilterError("dsr_waves: the group has no hosts (check the inventory group app_hosts)")
+    if serial in (None, "", [], 0):
+        return [hosts]
+    if not isinstance(serial, (list, tuple)):
+        serial = [serial]
+    out, i, k = [], 0, 0
+    while i < len(hosts):
+        size = _size(serial[min(k, len(serial) - 1)], len(hosts))
+        out.append(hosts[i:i + size])
+        i += size
+        k += 1
+    return out
+
+
+def wave_of(host, hosts, serial):
+    """1-based wave number of `host`."""
+    for n, batch in enumerate(waves(hosts, serial), 1):
+        if host in batch:
+            return n
+    raise AnsibleFilterError("dsr_waves: %s is not in the rollout's hosts" % host)
+
+
+def needs_change(gunicorn_plans, nginx_plan, kernel_now, sysctl_file_exists, bindv6only_policy="keep"):
+    """Whether a host has anything left to change (else it is not drained)."""
+    if not sysctl_file_exists:
+        return True
+    if any(str(v) == "1" for k, v in (kernel_now or {}).items() if k.endswith(".disable_ipv6")):
+        return True
+    if str(bindv6only_policy) != "keep" and str((kernel_now or {}).get("net.ipv6.bindv6only")) != str(bindv6only_policy):
+        return True
+    if any(p["plan"]["changed"] for p in gunicorn_plans or []):
+        return True
+    return bool((nginx_plan or {}).get("changed"))
+
+
+def hosts_needing_change(hosts, hostvars):
+    return [h for h in hosts if hostvars[h].get("dsr_needs_change", True)]
+
+
+class FilterModule(object):
+    def filters(self):
+        return {"dsr_waves": waves, "dsr_wave_of": wave_of, "dsr_needs_change": needs_change,
+                "dsr_hosts_needing_change": hosts_needing_change}

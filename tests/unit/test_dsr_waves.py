@@ -1,0 +1,48 @@
+import pytest
+
+from dsr_waves import AnsibleFilterError, needs_change, wave_of, waves
+
+HOSTS = ["a%d" % i for i in range(1, 9)]
+
+
+def test_canary_then_quarter_then_rest():
+    assert waves(HOSTS, [1, "25%", "100%"]) == [["a1"], ["a2", "a3"], ["a4", "a5", "a6", "a7", "a8"]]
+
+
+def test_last_item_repeats():
+    assert waves(HOSTS, [1, 3]) == [["a1"], ["a2", "a3", "a4"], ["a5", "a6", "a7"], ["a8"]]
+
+
+def test_small_percentage_is_at_least_one_host():
+    assert waves(["a", "b"], ["10%"]) == [["a"], ["b"]]
+
+
+def test_no_serial_is_one_wave():
+    assert waves(HOSTS, None) == [HOSTS]
+
+
+def test_wave_of():
+    assert wave_of("a3", HOSTS, [1, "25%", "100%"]) == 2
+
+
+@pytest.mark.parametrize("bad", [["x"], ["150%"], [-1], [True]])
+def test_bad_serial(bad):
+    with pytest.raises(AnsibleFilterError):
+        waves(HOSTS, bad)
+
+
+def test_empty_group():
+    with pytest.raises(AnsibleFilterError) as e:
+        waves([], [1])
+    assert "app_hosts" in str(e.value)
+
+
+def test_needs_change():
+    done = {"net.ipv6.bindv6only": "0", "net.ipv6.conf.all.disable_ipv6": "0"}
+    unchanged = [{"plan": {"changed": False}}]
+    assert not needs_change(unchanged, {"changed": False}, done, True)
+    assert needs_change(unchanged, {"changed": False}, done, False)
+    assert needs_change(unchanged, {"changed": False}, dict(done, **{"net.ipv6.conf.lo.disable_ipv6": "1"}), True)
+    assert needs_change(unchanged, {"changed": False}, done, True, "1")
+    assert needs_change([{"plan": {"changed": True}}], {"changed": False}, done, True)
+    assert needs_change(unchanged, {"changed": True}, done, True)
