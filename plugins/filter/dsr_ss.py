@@ -190,10 +190,25 @@ def listener_summary(listeners):
     return sorted(out, key=lambda x: (int(x.split(" ")[0].rsplit(":", 1)[1]), x))
 
 
-def without_ports(summary, ports):
-    """Drop "ADDR:PORT class" entries whose port is in `ports` (ephemeral listeners)."""
+MANAGED_PROCESSES = ("gunicorn", "nginx", "python")
+
+
+def managed_listeners(listeners, ports, processes=MANAGED_PROCESSES):
+    """Listeners on `ports` held by gunicorn or nginx (or of unknown owner).
+
+    A rollback must find these exactly as before; another daemon on the same
+    port (or Docker's DNS on a random port) is not the rollout's business.
+    """
     ports = set(int(p) for p in ports or [])
-    return [x for x in summary if int(x.split(" ")[0].rsplit(":", 1)[1]) not in ports]
+    out = []
+    for l in listeners:
+        if l["port"] not in ports:
+            continue
+        names = [p["name"] for p in l.get("processes") or []]
+        if names and not any(n.startswith(processes) for n in names):
+            continue
+        out.append(l)
+    return out
 
 
 def verify_targets(gunicorn_plans, nginx_plan=None):
@@ -222,5 +237,5 @@ class FilterModule(object):
             "dsr_listener_check": listener_check,
             "dsr_verify_targets": verify_targets,
             "dsr_listener_summary": listener_summary,
-            "dsr_without_ports": without_ports,
+            "dsr_managed_listeners": managed_listeners,
         }

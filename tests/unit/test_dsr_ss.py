@@ -92,3 +92,13 @@ def test_listener_summary():
     out = listener_summary(parse_ss(data("ss-ltnHe-debian12.txt")))
     assert out == ["[::]:8001 dual", "[::]:8002 ipv6", "0.0.0.0:8003 ipv4", "127.0.0.1:8004 loopback-ipv4",
                    "[::1]:8005 loopback-ipv6"]
+
+
+def test_managed_listeners_keep_gunicorn_and_nginx_on_managed_ports():
+    from dsr_ss import managed_listeners
+    text = ('LISTEN 0 5 0.0.0.0:8000 0.0.0.0:* users:(("gunicorn",pid=7,fd=5)) ino:1 sk:1 <->\n'
+            'LISTEN 0 1 [::]:8000 [::]:* users:(("sandbox-squatte",pid=9,fd=3)) ino:2 sk:2 v6only:1 <->\n'
+            'LISTEN 0 511 0.0.0.0:80 0.0.0.0:* users:(("nginx",pid=3,fd=6)) ino:3 sk:3 <->\n'
+            'LISTEN 0 4096 127.0.0.11:39565 0.0.0.0:* ino:4 sk:4 <->\n')
+    kept = managed_listeners(parse_ss(text, "iproute2-6.1.0"), [80, 8000])
+    assert [(l["address"], l["port"]) for l in kept] == [("0.0.0.0", 8000), ("0.0.0.0", 80)]

@@ -129,7 +129,10 @@ def test_02_rollout_stops_at_the_faulty_wave_and_restores_that_host():
     assert len(run) == 1
     STATE["run1"] = os.path.join(STATE["journal"], run[0])
     j3 = json.load(open(os.path.join(STATE["run1"], "dsr-app3.json")))
-    assert j3["wave"] == 2 and j3["result"] == "failed" and "listen" in j3["error"].lower()
+    # The squatter holds [::]:8000 v6only; the kernel still lets gunicorn's
+    # dual socket bind beside it, and then hands IPv6 connections to the
+    # squatter: only the real request from the peer catches that.
+    assert j3["wave"] == 2 and j3["result"] == "failed" and j3["error"]
     j1 = json.load(open(os.path.join(STATE["run1"], "dsr-app1.json")))
     assert j1["wave"] == 1 and j1["result"] == "migrated"
     assert any(x.endswith(" dual") or x.endswith(" ipv6") for x in j1["listeners_after"])
