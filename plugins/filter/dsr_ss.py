@@ -93,9 +93,14 @@ def parse_ss(text, version_text=None, fmt=None):
         rest = fields[5:]
         v6only = None
         procs = []
+        cgroup_unit = None
         for item in rest:
             if item.startswith("v6only:"):
                 v6only = int(item.split(":", 1)[1])
+            elif item.startswith("cgroup:"):
+                unit = item.rstrip("/").rsplit("/", 1)[-1]
+                if unit.endswith(".service"):
+                    cgroup_unit = unit
             elif item.startswith("users:"):
                 procs = [{"name": n, "pid": int(p), "fd": int(f)} for n, p, f in _PROC.findall(item)]
         addr, port = _split_addr(local)
@@ -143,6 +148,7 @@ def parse_ss(text, version_text=None, fmt=None):
             "loopback": ip.is_loopback or bool(getattr(ip, "ipv4_mapped", None) and ip.ipv4_mapped.is_loopback),
             "interface": iface,
             "processes": procs,
+            "unit": cgroup_unit,
             "raw": local,
         })
     return listeners
@@ -190,19 +196,27 @@ def listener_summary(listeners):
     return sorted(out, key=lambda x: (int(x.split(" ")[0].rsplit(":", 1)[1]), x))
 
 
-MANAGED_PROCESSES = ("gunicorn", "nginx", "python")
+MANAGED_PROCESSES = ("gunicorn", "nginx")
 
 
-def managed_listeners(listeners, ports, processes=MANAGED_PROCESSES):
-    """Listeners on `ports` held by gunicorn or nginx (or of unknown owner).
+def managed_listeners(listeners, ports, units=None, processes=MANAGED_PROCESSES):
+    """Listeners on `ports` held by the managed services.
 
     A rollback must find these exactly as before; another daemon on the same
     port (or Docker's DNS on a random port) is not the rollout's business.
+    The owner is known from the socket's systemd unit (`cgroup:` of ss -e,
+    readable without ptrace rights) when `units` is given, else from the
+    process name (ss -p); a socket whose owner cannot be told is kept.
     """
     ports = set(int(p) for p in ports or [])
+    units = set(units or [])
     out = []
     for l in listeners:
         if l["port"] not in ports:
+            continue
+        if units and l.get("unit"):
+            if l["unit"] in units:
+                out.append(l)
             continue
         names = [p["name"] for p in l.get("processes") or []]
         if names and not any(n.startswith(processes) for n in names):

@@ -102,3 +102,15 @@ def test_managed_listeners_keep_gunicorn_and_nginx_on_managed_ports():
             'LISTEN 0 4096 127.0.0.11:39565 0.0.0.0:* ino:4 sk:4 <->\n')
     kept = managed_listeners(parse_ss(text, "iproute2-6.1.0"), [80, 8000])
     assert [(l["address"], l["port"]) for l in kept] == [("0.0.0.0", 8000), ("0.0.0.0", 80)]
+
+
+def test_managed_listeners_by_systemd_unit():
+    from dsr_ss import managed_listeners
+    text = ("LISTEN 0 2048 0.0.0.0:8000 0.0.0.0:* uid:996 ino:1 sk:1 cgroup:/docker/x/system.slice/webapp.service <->\n"
+            "LISTEN 0 1 [::]:8000 [::]:* uid:65534 ino:2 sk:2 cgroup:/docker/x/system.slice/sandbox-squatter.service "
+            "v6only:1 <->\n"
+            "LISTEN 0 511 0.0.0.0:80 0.0.0.0:* ino:3 sk:3 cgroup:/system.slice/nginx.service <->\n")
+    ls = parse_ss(text, "iproute2-6.1.0")
+    assert ls[0]["unit"] == "webapp.service"
+    kept = managed_listeners(ls, [80, 8000], ["webapp.service", "nginx.service"])
+    assert [(l["address"], l["port"]) for l in kept] == [("0.0.0.0", 8000), ("0.0.0.0", 80)]

@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""Bounded HTTP load against one or more URLs, alternating between them.
+
+Runs until the stop file appears or --max-seconds pass, never more than
+--max-requests requests, at most --rate requests per second per URL. Prints
+one JSON object: requests sent, failed (per URL), p50/p99 latency in ms.
+Python 3 standard library only, so it runs inside a test host.
+"""
+import argparse
+import json
+import os
+import threading
+import time
+import urllib.request
+
+
+def worker(url, args, stats, lock, stop):
+    interval = 1.0 / args.rate
+    while not stop.is_set():
+        t0 = time.monotonic()
+        ok = False
+        try:
+            with urllib.request.urlopen(url, timeout=args.timeout) as r:
+                r.read()
+                ok = r.status == 200
+        except Exception:  # noqa: BLE001 - every failure counts the same
+            ok = False
+        dt = time.monotonic() - t0
+        with lock:
+            s = stats[url]
+            s["sent"] += 1
+            s["failed"] += 0 if ok else 1
+            s["lat"].append(dt)
+            if sum(v["sent"] for v in stats.values()) >= args.max_requests:
+                stop.set()
+        time.sleep(max(0.0, interval - dt))
+
+
+def pct(values, p):
+    if not values:
+        return None
+    v = sorted(values)
+    return round(1000 * v[min(len(v) - 1, int(p / 100.0 * len(v)))], 2)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("urls", nargs="+")
+    ap.add_argument("--rate", type=float, default=20.0)
+    ap.add_argument("--timeout", type=float, default=3.0)
+    ap.add_argument("--max-seconds", type=float, default=900)
+    ap.add_argument("--max-requests", type=int, default=200000)
+    ap.add_argument("--stop-file", default="/tmp/loadgen.stop")
+    ap.add_argument("--out", default="/tmp/loadgen.json")
+    args = ap.parse_args()
+    if os.path.exists(args.stop_file):
+        os.remove(args.stop_file)
+    stats = {u: {"sent": 0, "failed": 0, "lat": []} for u in args.urls}
+    lock, stop = threading.Lock(), threading.Event()
+    threads = [threading.Thread(target=worker, args=(u, args, stats, lock, stop), daemon=True) for u in args.urls]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + args.max_seconds
+    while not stop.is_set() and time.monotonic() < deadline and not os.path.exists(args.stop_file):
+        time.sleep(0.2)
+    stop.set()
+    for t in threads:
+        t.join(timeout=args.timeout + 1)
+    lat = [x for s in stats.values() for x in s["lat"]]
+    result = {
+        "sent": sum(s["sent"] for s in stats.values()),
+        "failed": sum(s["failed"] for s in stats.values()),
+        "per_url": {u: {"sent": s["sent"], "failed": s["failed"]} for u, s in stats.items()},
+        "p50_ms": pct(lat, 50),
+        "p99_ms": pct(lat, 99),
+    }
+    with open(args.out, "w") as f:
+        json.dump(result, f)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Benchmark: the fleet rollout while a bounded load generator sends requests
+# through the load balancer over IPv4 and IPv6, against a naive baseline in
+# the same run (migrate every host in place at once, no drain). Prints, for
+# each: requests sent, failed, p50/p99 latency and wall time.
+#
+# Uses the Molecule `fleet` scenario's hosts (created here, destroyed at the
+# end). The load runs inside the balancer container against its own global
+# addresses, so every request crosses client -> LB -> app over the real
+# network namespaces. Bounded: at most BENCH_RATE req/s per family and
+# BENCH_MAX_SECONDS per phase.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PATH" ANSIBLE_CONFIG="$PWD/ansible.cfg" ANSIBLE_HOME="$PWD/.ansible"
+RATE=${BENCH_RATE:-20}
+MAXS=${BENCH_MAX_SECONDS:-900}
+LB=dsr-lb
+
+cleanup() { molecule destroy -s fleet >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+
+echo "== creating the sandbox fleet (molecule fleet scenario, no fault)"
+molecule destroy -s fleet >/dev/null 2>&1 || true
+molecule create -s fleet >/dev/null
+molecule converge -s fleet >/dev/null
+# the fleet scenario puts a squatter on one host for its fault test; not here
+docker exec dsr-app3 sh -c 'systemctl disable --now sandbox-squatter.service 2>/dev/null || true'
+inv=$(ls -d .ansible/tmp/molecule.*.fleet/inventory | head -1)
+docker cp bench/loadgen.py $LB:/usr/local/bin/loadgen.py >/dev/null
+v4=$(docker exec $LB ip -j -4 addr show dev eth0 scope global | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["addr_info"][0]["local"])')
+v6=$(docker exec $LB ip -j -6 addr show dev eth0 scope global | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["addr_info"][0]["local"])')
+
+phase() {  # name, command...
+  local name=$1; shift
+  docker exec $LB rm -f /tmp/loadgen.stop /tmp/loadgen.json
+  docker exec -d $LB python3 /usr/local/bin/loadgen.py --rate "$RATE" --max-seconds "$MAXS" \
+    "http://$v4/" "http://[$v6]/"
+  sleep 2
+  local t0 t1 rc=0
+  t0=$(date +%s.%N)
+  "$@" >"/tmp/bench-$name.log" 2>&1 || rc=$?
+  t1=$(date +%s.%N)
+  sleep 2
+  docker exec $LB touch /tmp/loadgen.stop
+  for _ in $(seq 1 20); do docker exec $LB test -s /tmp/loadgen.json && break; sleep 1; done
+  printf '%s\t%s\t%.1f\t%s\n' "$name" "$(docker exec $LB cat /tmp/loadgen.json)" "$(echo "$t1 - $t0" | bc)" "$rc" >>/tmp/bench-results.tsv
+}
+
+: >/tmp/bench-results.tsv
+echo "== tool: rollout.yml (canary + waves, drain through the balancer)"
+phase tool ansible-playbook -i "$inv" rollout.yml -e dsr_journal_dir=/tmp/bench-journal
+echo "== back to IPv4: rollback.yml"
+ansible-playbook -i "$inv" rollback.yml >/tmp/bench-rollback.log 2>&1
+echo "== naive baseline: every host migrated in place at once, no drain"
+phase naive ansible-playbook -i "$inv" playbooks/migrate-host.yml -e dsr_journal_dir=/tmp/bench-journal
+
+echo
+printf '%-7s %9s %7s %8s %8s %9s %s\n' run sent failed p50_ms p99_ms wall_s rc
+while IFS=$'\t' read -r name json wall rc; do
+  python3 - "$name" "$json" "$wall" "$rc" <<'PY'
+import json, sys
+name, j, wall, rc = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]
+print("%-7s %9d %7d %8s %8s %9s %s" % (name, j["sent"], j["failed"], j["p50_ms"], j["p99_ms"], wall, rc))
+PY
+done </tmp/bench-results.tsv
