@@ -50,7 +50,7 @@ phase() {  # name, command...
 echo "== tool: rollout.yml (canary + waves, drain through the balancer)"
 phase tool ansible-playbook -i "$inv" rollout.yml -e dsr_journal_dir=/tmp/bench-journal
 echo "== back to IPv4: rollback.yml"
-ansible-playbook -i "$inv" rollback.yml >/tmp/bench-rollback.log 2>&1
+ansible-playbook -i "$inv" rollback.yml --limit app_hosts >/tmp/bench-rollback.log 2>&1  # LB stays dual-stack
 echo "== naive baseline: every host migrated in place at once, no drain"
 phase naive ansible-playbook -i "$inv" playbooks/migrate-host.yml -e dsr_journal_dir=/tmp/bench-journal
 
