@@ -16,9 +16,12 @@ export MOLECULE_GLOB := molecule/*/molecule.yml
 # Molecule scenarios run by `make test`, in order.
 SCENARIOS ?= baseline default
 
-.PHONY: help venv docker images lint unit molecule test scenario clean
+.PHONY: help venv docker images lint unit molecule test scenario clean demo demo-clean audit
 
 help:
+	@echo "make demo              set up everything, start a sandbox fleet, audit, roll out, audit again"
+	@echo "make demo-clean        remove the sandbox fleet's containers and network"
+	@echo "make audit             read-only audit of the sandbox fleet (or INVENTORY=path)"
 	@echo "make test              set up everything, then lint, unit tests and every Molecule scenario"
 	@echo "make scenario S=NAME   run one Molecule scenario (create, converge, verify, destroy)"
 	@echo "make images            build the Debian 11/12/13 test host images (only when the recipe changed)"
@@ -66,3 +69,12 @@ test: lint unit molecule
 clean:
 	-for s in $(SCENARIOS); do molecule destroy -s $$s; done
 	rm -rf .cache .ansible .pytest_cache
+
+demo: venv images
+	scripts/demo.sh
+
+demo-clean: venv docker
+	ansible-playbook sandbox/fleet-down.yml
+
+audit: venv
+	ansible-playbook $(if $(INVENTORY),-i $(INVENTORY)) audit.yml

@@ -1,0 +1,204 @@
+"""Fleet audit: classify each host's listeners and IPv6 readiness (filter plugin).
+
+Input per host (gathered read-only by audit.yml), a dict with:
+  host        inventory name
+  role        'app' or 'lb'
+  error       why the host could not be read ('' when it could)
+  listeners   parsed `ss -ltnpe` (dsr_ss_listeners)
+  services    gunicorn_services module output (unit, binds, ...)
+  kernel      sysctl values (dsr_sysctl_values)
+  nginx       nginx plan (dsr_nginx_plan): IPv6 listen lines still missing
+  reach       {"4": true|false|null, "6": ...}: real requests to the host's
+              public port over each family (null: not tried)
+
+audit_host() turns that into a report row; audit_summary() counts hosts per
+state and lists the fleet-wide problems. The reports (JSON, Markdown, HTML)
+are rendered from these rows by templates; no logic lives there.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from dsr_ss import listener_class  # noqa: E402
+
+STATES = ("dual-stack", "partial", "ipv4-only", "ipv6-disabled", "unreadable")
+
+
+def _fmt(l):
+    return ("[%s]:%d" if l["family"] == 6 else "%s:%d") % (l["address"], l["port"])
+
+
+def families(listeners):
+    """What a set of listeners answers on, loopback aside when anything else is there.
+
+    Returns one of: dual-stack, ipv4-only, ipv6-only, loopback-dual,
+    loopback-ipv4, loopback-ipv6, none.
+    """
+    if not listeners:
+        return "none"
+    classes = set(listener_class(l) for l in listeners)
+    public = classes - {"loopback-ipv4", "loopback-ipv6"}
+    if public:
+        v4 = bool(public & {"ipv4", "dual"})
+        v6 = bool(public & {"ipv6", "dual"})
+        return "dual-stack" if v4 and v6 else ("ipv4-only" if v4 else "ipv6-only")
+    if classes == {"loopback-ipv4", "loopback-ipv6"}:
+        return "loopback-dual"
+    return classes.pop()
+
+
+def _owner(l):
+    names = sorted(set(p["name"] for p in l.get("processes") or []))
+    pids = sorted(set(p["pid"] for p in l.get("processes") or []))
+    if names:
+        return "%s (pid %s)" % (",".join(names), ",".join(str(p) for p in pids))
+    if l.get("unit"):
+        return l["unit"]
+    return "unknown (not visible to ss: another namespace or no rights)"
+
+
+def audit_host(h):
+    host = h.get("host")
+    row = {"host": host, "role": h.get("role", "app"), "state": "unreadable", "error": h.get("error") or "",
+           "kernel": {}, "services": [], "nginx": None, "unmanaged": [], "reach": h.get("reach") or {},
+           "problems": []}
+    if row["error"]:
+        row["problems"].append(row["error"])
+        return row
+    row["problems"].extend(h.get("service_problems") or [])
+    kernel = h.get("kernel") or {}
+    row["kernel"] = {
+        "ipv6": "disabled" if str(kernel.get("net.ipv6.conf.all.disable_ipv6", "0")) == "1" else "enabled",
+        "bindv6only": kernel.get("net.ipv6.bindv6only"),
+    }
+    listeners = h.get("listeners") or []
+    managed_units = set()
+    states = []
+    for svc in h.get("services") or []:
+        unit = svc.get("unit")
+        managed_units.add(unit)
+        own = [l for l in listeners if l.get("unit") == unit]
+        fam = families(own)
+        row["services"].append({"unit": unit, "binds": svc.get("binds") or [], "families": fam,
+                                "listeners": sorted(set(_fmt(l) for l in own)),
+                                "version": svc.get("version")})
+        states.append(fam)
+        if fam == "none":
+            row["problems"].append("%s: no listening socket found (service stopped?)" % unit)
+
+    nginx_listeners = [l for l in listeners if l.get("unit") == "nginx.service"]
+    plan = h.get("nginx")
+    if plan is not None or nginx_listeners:
+        managed_units.add("nginx.service")
+        missing = sorted(set(int(l["port"]) for l in (plan or {}).get("listens", [])))
+        fam = families(nginx_listeners)
+        row["nginx"] = {"families": fam, "listeners": sorted(set(_fmt(l) for l in nginx_listeners)),
+                        "missing_ipv6_ports": missing,
+                        "coverage": "complete" if not missing else "IPv6 missing on %s" % ", ".join(map(str, missing))}
+        states.append(fam if not missing else "ipv4-only")
+
+    for l in listeners:
+        if l.get("unit") in managed_units:
+            continue
+        # A process name check covers hosts where ss shows no cgroup.
+        if not l.get("unit") and any(p["name"].startswith(("gunicorn", "nginx")) for p in l.get("processes") or []):
+            continue
+        row["unmanaged"].append({"listener": _fmt(l), "families": listener_class(l), "process": _owner(l)})
+    row["unmanaged"].sort(key=lambda u: (u["listener"].rsplit(":", 1)[1].zfill(5), u["listener"]))
+
+    for fam, ok in sorted((row["reach"] or {}).items()):
+        if ok is False:
+            row["problems"].append("no answer over IPv%s" % fam)
+
+    if row["kernel"]["ipv6"] == "disabled":
+        row["state"] = "ipv6-disabled"
+    elif states and all(s in ("dual-stack", "loopback-dual") for s in states):
+        row["state"] = "dual-stack"
+    elif states and all(s in ("ipv4-only", "loopback-ipv4", "none") for s in states):
+        row["state"] = "ipv4-only"
+    elif not states:
+        row["state"] = "ipv4-only" if not listeners else families(listeners).replace("loopback-", "")
+        if row["state"] not in STATES:
+            row["state"] = "partial"
+    else:
+        row["state"] = "partial"
+    return row
+
+
+def row_or_unreadable(pair):
+    """[row or None, host] -> the row, or an 'unreadable' row for a host that never answered."""
+    row, host = pair
+    if row:
+        return row
+    return audit_host({"host": host, "error": "host unreachable (no answer to Ansible)"})
+
+
+def journal_timeline(entries):
+    """Rollout journal entries -> bars on one time axis (offsets and widths in % of the run)."""
+    from datetime import datetime
+
+    def ts(v):
+        try:
+            return datetime.fromisoformat(v)
+        except (TypeError, ValueError):
+            return None
+
+    items = []
+    for e in entries or []:
+        t = e.get("times") or {}
+        a, b = ts(t.get("start")), ts(t.get("end"))
+        if a and b:
+            items.append((a, b, e))
+    if not items:
+        return []
+    t0 = min(a for a, _, _ in items)
+    t1 = max(b for _, b, _ in items)
+    span = max((t1 - t0).total_seconds(), 0.001)
+    out = []
+    for a, b, e in sorted(items, key=lambda i: (i[0], i[2].get("host"))):
+        out.append({"host": e.get("host"), "wave": e.get("wave"), "result": e.get("result"),
+                    "error": e.get("error"), "start": e["times"]["start"],
+                    "seconds": round((b - a).total_seconds(), 1),
+                    "offset_pct": round(100.0 * (a - t0).total_seconds() / span, 2),
+                    "width_pct": max(round(100.0 * (b - a).total_seconds() / span, 2), 0.5)})
+    return out
+
+
+def audit_summary(rows):
+    counts = dict((s, 0) for s in STATES)
+    for r in rows:
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
+    return {
+        "hosts": len(rows),
+        "counts": counts,
+        "unmanaged": sum(len(r["unmanaged"]) for r in rows),
+        "problems": ["%s: %s" % (r["host"], p) for r in rows for p in r["problems"]],
+    }
+
+
+def audit_table(rows):
+    """Compact fixed-width lines for the end of the play."""
+    head = "%-14s %-4s %-13s %-8s %-10s %-8s %-7s %s" % (
+        "host", "role", "state", "ipv6", "bindv6only", "services", "nginx", "unmanaged")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        nginx = "-" if not r["nginx"] else ("ok" if not r["nginx"]["missing_ipv6_ports"] else "missing")
+        lines.append("%-14s %-4s %-13s %-8s %-10s %-8s %-7s %s" % (
+            r["host"][:14], r["role"], r["state"], r["kernel"].get("ipv6", "?"),
+            r["kernel"].get("bindv6only", "?") if r["kernel"] else "?",
+            len(r["services"]), nginx, len(r["unmanaged"])))
+    return lines
+
+
+class FilterModule(object):
+    def filters(self):
+        return {
+            "dsr_audit_host": audit_host,
+            "dsr_audit_summary": audit_summary,
+            "dsr_audit_table": audit_table,
+            "dsr_listener_families": families,
+            "dsr_audit_row_or_unreachable": row_or_unreadable,
+            "dsr_journal_timeline": journal_timeline,
+        }

@@ -1,0 +1,96 @@
+"""The audit's classification of real `ss -ltnpe` output (new iproute2 format)."""
+from dsr_audit import audit_host, audit_summary, audit_table, families, journal_timeline, row_or_unreadable
+from dsr_ss import parse_ss
+
+V = "ss utility, iproute2-6.1.0"
+
+BEFORE = """\
+LISTEN 0 2048 0.0.0.0:8000 0.0.0.0:* ino:100 sk:1 cgroup:/system.slice/webapp.service <->
+LISTEN 0 511 0.0.0.0:80 0.0.0.0:* ino:101 sk:2 cgroup:/system.slice/nginx.service <->
+LISTEN 0 128 0.0.0.0:5000 0.0.0.0:* users:(("python3",pid=77,fd=3)) ino:102 sk:3 cgroup:/system.slice/devserver.service <->
+LISTEN 0 4096 127.0.0.11:39233 0.0.0.0:* ino:103 sk:4 <->
+"""
+AFTER = """\
+LISTEN 0 2048 0.0.0.0:8000 0.0.0.0:* ino:100 sk:1 cgroup:/system.slice/webapp.service <->
+LISTEN 0 2048 [::]:8000 [::]:* ino:104 sk:5 cgroup:/system.slice/webapp.service v6only:1 <->
+LISTEN 0 511 *:80 *:* ino:105 sk:6 cgroup:/system.slice/nginx.service v6only:0 <->
+LISTEN 0 511 0.0.0.0:80 0.0.0.0:* ino:101 sk:2 cgroup:/system.slice/nginx.service <->
+"""
+KERNEL = {"net.ipv6.conf.all.disable_ipv6": "0", "net.ipv6.bindv6only": "0"}
+SVC = [{"unit": "webapp.service", "binds": ["0.0.0.0:8000"], "version": "20.1.0"}]
+
+
+def host(text, nginx_missing=(80,), **kw):
+    h = {"host": "app1", "role": "app", "listeners": parse_ss(text, V), "services": SVC, "kernel": KERNEL,
+         "nginx": {"listens": [{"address": "::", "port": p} for p in nginx_missing]},
+         "reach": {"4": True, "6": False}}
+    h.update(kw)
+    return audit_host(h)
+
+
+def test_ipv4_only_host_with_an_unmanaged_dev_server():
+    row = host(BEFORE)
+    assert row["state"] == "ipv4-only"
+    assert row["services"][0]["families"] == "ipv4-only"
+    assert row["nginx"]["coverage"] == "IPv6 missing on 80"
+    un = {u["listener"]: u for u in row["unmanaged"]}
+    assert un["0.0.0.0:5000"]["process"] == "python3 (pid 77)"
+    assert un["127.0.0.11:39233"]["process"].startswith("unknown")
+    assert "no answer over IPv6" in row["problems"]
+
+
+def test_dual_stack_host():
+    row = host(AFTER, nginx_missing=(), reach={"4": True, "6": True})
+    assert row["state"] == "dual-stack"
+    assert row["services"][0]["listeners"] == ["0.0.0.0:8000", "[::]:8000"]
+    assert row["nginx"]["families"] == "dual-stack" and row["nginx"]["coverage"] == "complete"
+    assert row["unmanaged"] == [] and row["problems"] == []
+
+
+def test_service_dual_but_nginx_missing_is_partial():
+    assert host(AFTER, nginx_missing=(80,))["state"] == "partial"
+
+
+def test_kernel_ipv6_off_wins():
+    row = host(BEFORE, kernel={"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.bindv6only": "0"})
+    assert row["state"] == "ipv6-disabled" and row["kernel"]["ipv6"] == "disabled"
+
+
+def test_stopped_service_is_a_problem():
+    text = "\n".join(l for l in BEFORE.splitlines() if ":8000" not in l)
+    row = host(text)
+    assert row["services"][0]["families"] == "none"
+    assert any("webapp.service: no listening socket" in p for p in row["problems"])
+
+
+def test_loopback_families():
+    lo = parse_ss("LISTEN 0 5 127.0.0.1:8000 0.0.0.0:*\nLISTEN 0 5 [::1]:8000 [::]:* v6only:1\n", V)
+    assert families(lo) == "loopback-dual"
+    assert families(lo[:1]) == "loopback-ipv4"
+    assert families([]) == "none"
+
+
+def test_unreadable_host_and_summary():
+    rows = [host(AFTER, nginx_missing=(), reach={"4": True, "6": True}), host(BEFORE),
+            row_or_unreadable([None, "app9"])]
+    assert rows[2]["state"] == "unreadable" and "unreachable" in rows[2]["problems"][0]
+    s = audit_summary(rows)
+    assert s["counts"]["dual-stack"] == 1 and s["counts"]["ipv4-only"] == 1 and s["counts"]["unreadable"] == 1
+    assert s["unmanaged"] == 2
+    assert any(p.startswith("app9: ") for p in s["problems"])
+    lines = audit_table(rows)
+    assert lines[0].split()[:3] == ["host", "role", "state"] and len(lines) == 5
+    assert "unreadable" in lines[4]
+
+
+def test_journal_timeline_places_hosts_on_one_axis():
+    j = [{"host": "a", "wave": 1, "result": "migrated",
+          "times": {"start": "2026-01-01T00:00:00+00:00", "end": "2026-01-01T00:00:10+00:00"}},
+         {"host": "b", "wave": 2, "result": "failed", "error": "x",
+          "times": {"start": "2026-01-01T00:00:10+00:00", "end": "2026-01-01T00:00:20+00:00"}},
+         {"host": "c", "wave": 2, "result": "failed", "times": {}}]
+    t = journal_timeline(j)
+    assert [x["host"] for x in t] == ["a", "b"]
+    assert t[0]["offset_pct"] == 0 and t[0]["width_pct"] == 50
+    assert t[1]["offset_pct"] == 50 and t[1]["seconds"] == 10
+    assert journal_timeline([]) == []
