@@ -14,7 +14,7 @@ export ANSIBLE_HOME := $(CURDIR)/.ansible
 export MOLECULE_GLOB := molecule/*/molecule.yml
 
 # Molecule scenarios run by `make test`, in order.
-SCENARIOS ?= baseline default
+SCENARIOS ?= baseline default fleet
 
 .PHONY: help venv docker images lint unit molecule test scenario clean demo demo-clean audit
 

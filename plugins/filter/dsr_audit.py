@@ -18,6 +18,7 @@ are rendered from these rows by templates; no logic lives there.
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -53,7 +54,8 @@ def _owner(l):
     names = sorted(set(p["name"] for p in l.get("processes") or []))
     pids = sorted(set(p["pid"] for p in l.get("processes") or []))
     if names:
-        return "%s (pid %s)" % (",".join(names), ",".join(str(p) for p in pids))
+        return "%s (pid %s%s)" % (",".join(names), ",".join(str(p) for p in pids),
+                                  ", " + l["unit"] if l.get("unit") else "")
     if l.get("unit"):
         return l["unit"]
     return "unknown (not visible to ss: another namespace or no rights)"
@@ -69,9 +71,14 @@ def audit_host(h):
         return row
     row["problems"].extend(h.get("service_problems") or [])
     kernel = h.get("kernel") or {}
+    ipv6_addresses = h.get("ipv6_addresses") or []
+    # all.disable_ipv6=1 with an interface switched back on (Docker does
+    # that for eth0) still carries IPv6: the addresses tell.
+    all_off = str(kernel.get("net.ipv6.conf.all.disable_ipv6", "0")) == "1"
     row["kernel"] = {
-        "ipv6": "disabled" if str(kernel.get("net.ipv6.conf.all.disable_ipv6", "0")) == "1" else "enabled",
+        "ipv6": "enabled" if not all_off else ("partly" if ipv6_addresses else "disabled"),
         "bindv6only": kernel.get("net.ipv6.bindv6only"),
+        "ipv6_addresses": ipv6_addresses,
     }
     listeners = h.get("listeners") or []
     managed_units = set()
@@ -92,15 +99,17 @@ def audit_host(h):
     plan = h.get("nginx")
     if plan is not None or nginx_listeners:
         managed_units.add("nginx.service")
-        missing = sorted(set(int(l["port"]) for l in (plan or {}).get("listens", [])))
+        missing = sorted(set(int(m) for f in ((plan or {}).get("files") or {}).values() if f.get("changed")
+                             for line in f.get("added", []) for m in re.findall(r"\]:(\d+)", line)))
         fam = families(nginx_listeners)
         row["nginx"] = {"families": fam, "listeners": sorted(set(_fmt(l) for l in nginx_listeners)),
                         "missing_ipv6_ports": missing,
                         "coverage": "complete" if not missing else "IPv6 missing on %s" % ", ".join(map(str, missing))}
         states.append(fam if not missing else "ipv4-only")
 
+    ignore = set(h.get("ignore_addresses") or [])
     for l in listeners:
-        if l.get("unit") in managed_units:
+        if l.get("unit") in managed_units or l["address"] in ignore:
             continue
         # A process name check covers hosts where ss shows no cgroup.
         if not l.get("unit") and any(p["name"].startswith(("gunicorn", "nginx")) for p in l.get("processes") or []):
@@ -111,6 +120,8 @@ def audit_host(h):
     for fam, ok in sorted((row["reach"] or {}).items()):
         if ok is False:
             row["problems"].append("no answer over IPv%s" % fam)
+        elif ok is None and fam == "6":
+            row["problems"].append("no global IPv6 address to request")
 
     if row["kernel"]["ipv6"] == "disabled":
         row["state"] = "ipv6-disabled"

@@ -22,7 +22,9 @@ SVC = [{"unit": "webapp.service", "binds": ["0.0.0.0:8000"], "version": "20.1.0"
 
 def host(text, nginx_missing=(80,), **kw):
     h = {"host": "app1", "role": "app", "listeners": parse_ss(text, V), "services": SVC, "kernel": KERNEL,
-         "nginx": {"listens": [{"address": "::", "port": p} for p in nginx_missing]},
+         "nginx": {"files": {"/etc/nginx/sites-enabled/app": {
+             "changed": bool(nginx_missing), "added": ["listen [::]:%d default_server;" % p for p in nginx_missing]}}},
+         "ipv6_addresses": ["fd00::5"],
          "reach": {"4": True, "6": False}}
     h.update(kw)
     return audit_host(h)
@@ -34,7 +36,7 @@ def test_ipv4_only_host_with_an_unmanaged_dev_server():
     assert row["services"][0]["families"] == "ipv4-only"
     assert row["nginx"]["coverage"] == "IPv6 missing on 80"
     un = {u["listener"]: u for u in row["unmanaged"]}
-    assert un["0.0.0.0:5000"]["process"] == "python3 (pid 77)"
+    assert un["0.0.0.0:5000"]["process"] == "python3 (pid 77, devserver.service)"
     assert un["127.0.0.11:39233"]["process"].startswith("unknown")
     assert "no answer over IPv6" in row["problems"]
 
@@ -52,7 +54,7 @@ def test_service_dual_but_nginx_missing_is_partial():
 
 
 def test_kernel_ipv6_off_wins():
-    row = host(BEFORE, kernel={"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.bindv6only": "0"})
+    row = host(BEFORE, ipv6_addresses=[], kernel={"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.bindv6only": "0"})
     assert row["state"] == "ipv6-disabled" and row["kernel"]["ipv6"] == "disabled"
 
 
@@ -94,3 +96,15 @@ def test_journal_timeline_places_hosts_on_one_axis():
     assert t[0]["offset_pct"] == 0 and t[0]["width_pct"] == 50
     assert t[1]["offset_pct"] == 50 and t[1]["seconds"] == 10
     assert journal_timeline([]) == []
+
+
+def test_ignored_addresses_and_kernel_state_from_addresses():
+    row = host(BEFORE, ignore_addresses=["127.0.0.11"],
+               kernel={"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.bindv6only": "0"})
+    assert [u["listener"] for u in row["unmanaged"]] == ["0.0.0.0:5000"]
+    # all.disable_ipv6=1 but eth0 carries a global IPv6 address (as Docker sets it up)
+    assert row["kernel"]["ipv6"] == "partly" and row["state"] == "ipv4-only"
+    row = host(BEFORE, ipv6_addresses=[], reach={"4": True, "6": None},
+               kernel={"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.bindv6only": "0"})
+    assert row["kernel"]["ipv6"] == "disabled" and row["state"] == "ipv6-disabled"
+    assert "no global IPv6 address to request" in row["problems"]

@@ -4,6 +4,10 @@ The tests run in file order and drive the real entry points with
 ansible-playbook against Molecule's inventory:
 
 1. before: fingerprint every file the rollout may touch, on every host;
+   the audit reports every app host IPv4-only and dsr-app3's squatter as
+   unmanaged; `rollout.yml --check --diff` shows the plan and changes
+   nothing; a firewall that keeps a port closed on IPv4 but not on IPv6
+   stops the rollout in preflight, before any change;
 2. rollout.yml with a fault on dsr-app3 (second wave): the run stops there,
    dsr-app3 is back on IPv4 with byte-identical files and in the balancer,
    wave 1 and dsr-app2 are dual-stack, wave 3 is untouched;
@@ -101,6 +105,61 @@ def test_01_before_state():
     assert all(r.status == 200 and r.json["scheme"] == "https" for r in answers), answers
 
 
+def test_01a_audit_reports_the_fleet_read_only():
+    reports = os.path.join(STATE["journal"], "reports")
+    r = playbook("audit.yml", "-e", "dsr_report_dir=%s" % reports, "-e", "dsr_report_stamp=before")
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    assert all(v["changed"] == 0 for v in recap(out).values()), recap(out)
+    audit = json.load(open(os.path.join(reports, "audit-before.json")))
+    rows = {h["host"]: h for h in audit["hosts"]}
+    assert set(rows) == set(APPS + [LB])
+    for h in APPS:
+        assert rows[h]["state"] == "ipv4-only", rows[h]
+        assert rows[h]["reach"] == {"4": True, "6": False}, rows[h]
+    assert rows[LB]["role"] == "lb" and rows[LB]["nginx"]["missing_ipv6_ports"] == [80]
+    squat = [u for u in rows["dsr-app3"]["unmanaged"] if u["listener"] == "[::]:8000"]
+    assert squat and squat[0]["process"] == "sandbox-squatter.service", rows["dsr-app3"]["unmanaged"]
+    assert rows["dsr-app5"]["services"][0]["families"] == "ipv4-only"
+    assert rows["dsr-app6"]["services"][0]["families"] == "loopback-ipv4"
+    for ext in ("json", "md", "html", "txt"):
+        path = os.path.join(reports, "audit-before." + ext)
+        assert os.stat(path).st_mode & 0o777 == 0o600, path
+    html = open(os.path.join(reports, "audit-before.html")).read()
+    assert '<tr class="ipv4-only">' in html and "sandbox-squatter.service" in html
+    assert {h: fingerprint(h) for h in APPS + [LB]} == STATE["before"]
+
+
+def test_01b_check_diff_shows_the_plan_and_changes_nothing():
+    r = playbook("rollout.yml", "--check", "--diff")
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    # the plan: the gunicorn drop-in with the IPv6 bind, the nginx listen line, the upstream
+    assert "99-dualstack-rollout.conf" in out and "[::]:8000" in out, out[-3000:]
+    assert re.search(r"^\+\s*listen \[::\]:80", out, re.M), out[-3000:]
+    assert {h: fingerprint(h) for h in APPS + [LB]} == STATE["before"]
+    for h in APPS:
+        assert not is_dual(h)
+
+
+def test_01c_firewall_that_ipv6_would_bypass_stops_preflight():
+    app4, lb = host("dsr-app4"), host(LB)
+    lb4, lb6 = addresses(lb)["ipv4"][0], addresses(lb)["ipv6"][0]
+    # IPv4: gunicorn's port only from the balancer; IPv6: no rules at all
+    app4.check_output("iptables -A INPUT -p tcp --dport 8000 -s %s/32 -j ACCEPT && "
+                      "iptables -A INPUT -p tcp --dport 8000 -j DROP" % lb4)
+    r = playbook("rollout.yml")
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out[-3000:]
+    assert "Preflight failed; nothing was changed anywhere" in out
+    assert "host dsr-app4: port 8000 (webapp.service) would answer on IPv6 to anyone" in out
+    assert "-s %s/32" % lb4 in out and "dsr_exposure_accept: [8000]" in out
+    assert {h: fingerprint(h) for h in APPS + [LB]} == STATE["before"]
+    # the same rule for IPv6: the rest of the scenario runs with it in place
+    app4.check_output("ip6tables -A INPUT -p tcp --dport 8000 -s %s/128 -j ACCEPT && "
+                      "ip6tables -A INPUT -p tcp --dport 8000 -j DROP" % lb6)
+
+
 def test_02_rollout_stops_at_the_faulty_wave_and_restores_that_host():
     r = playbook("rollout.yml")
     out = r.stdout + r.stderr
@@ -161,6 +220,9 @@ def test_04_rollout_completes_once_the_fault_is_gone():
         assert all(x.status == 200 and x.json["scheme"] == "https" for x in answers), (family, answers)
     # the balancer itself listens on both families
     assert "[::]:80" in listeners(LB)
+    # edited files keep their own modes (copy's mode=preserve would make them 0600)
+    assert host(LB).file("/etc/nginx/conf.d/app-upstream.conf").mode == 0o644
+    assert host("dsr-app1").file("/etc/nginx/sites-available/sandbox-app").mode == 0o644
 
 
 def test_05_second_rollout_changes_nothing():
