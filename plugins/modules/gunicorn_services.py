@@ -367,6 +367,16 @@ def discover(host, only=(), skip=()):
                 parse_env_assignments(env_items):
             svc["bind_source"] = "envfile"
         services.append(svc)
+    if only:
+        # A name the operator gave that matches no gunicorn service is a
+        # typo or a wrong host: say so rather than migrate nothing.
+        found = set()
+        for name in [s["unit"] for s in services] + [p.split(":")[0].split(" ")[0] for p in problems]:
+            found.update([name, name[:-len(".service")] if name.endswith(".service") else name])
+        for name in only:
+            if name not in found:
+                problems.append("%s: named in gunicorn_dualstack__services, but no gunicorn service by that name "
+                                "is on this host" % name)
     return services, problems
 
 
