@@ -160,6 +160,25 @@ def test_01c_firewall_that_ipv6_would_bypass_stops_preflight():
                       "ip6tables -A INPUT -p tcp --dport 8000 -j DROP" % lb6)
 
 
+def test_01d_unknown_service_and_unreachable_balancer_stop_preflight(tmp_path):
+    # a service name that is on no host: every app host says so, naming it and the variable
+    r = playbook("rollout.yml", "-e", '{"gunicorn_dualstack__services": ["webapp", "nosuch"]}')
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out[-3000:]
+    assert "host dsr-app1: nosuch: named in gunicorn_dualstack__services, but no gunicorn service" in out, out[-3000:]
+    assert "Preflight failed; nothing was changed anywhere" in out
+    # the balancer unplugged (its inventory entry points at no container): named as unreachable
+    extra = tmp_path / "unplugged.yml"
+    extra.write_text("all:\n  children:\n    lb:\n      hosts:\n        dsr-lb:\n"
+                     "          ansible_host: dsr-lb-unplugged\n")
+    r = playbook("rollout.yml", "-i", str(extra))
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out[-3000:]
+    assert re.search(r"dsr-lb\s+NO\s+unreachable", out), out[-3000:]
+    assert "Preflight failed; nothing was changed anywhere" in out
+    assert {h: fingerprint(h) for h in APPS + [LB]} == STATE["before"]
+
+
 def test_02_rollout_stops_at_the_faulty_wave_and_restores_that_host():
     r = playbook("rollout.yml")
     out = r.stdout + r.stderr
