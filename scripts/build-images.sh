@@ -4,7 +4,10 @@
 # its recipe (images/packages.txt, images/customize.sh, suite, mirror) changes: the recipe
 # hash is stored as an image label and compared on every run.
 #
-# Usage: scripts/build-images.sh [SUITE ...]   (default: bullseye bookworm trixie)
+# Usage: scripts/build-images.sh [SUITE ...]   (default: bullseye bookworm trixie legacy)
+#        `legacy` is Debian 11 with Python 2.7 and the fleet's pinned wheels
+#        (gunicorn 19.9.0, gevent 1.3.5, Flask 1.1.1): images/packages-legacy.txt,
+#        images/wheels-legacy.txt.
 # Env:   DSR_MIRROR   Debian mirror (default http://deb.debian.org/debian)
 #        DSR_IMAGE    image repository (default dualstack-rollout/debian)
 #        DSR_CA_BUNDLE  extra CA bundle to install in the image (for TLS-
@@ -15,20 +18,39 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 mirror=${DSR_MIRROR:-http://deb.debian.org/debian}
 repo=${DSR_IMAGE:-dualstack-rollout/debian}
 suites=("$@")
-[ ${#suites[@]} -gt 0 ] || suites=(bullseye bookworm trixie)
+[ ${#suites[@]} -gt 0 ] || suites=(bullseye bookworm trixie legacy)
 
 root=""
 trap '[ -z "$root" ] || rm -rf "$root" "$root.log"' EXIT
 
-declare -A version=([bullseye]=11 [bookworm]=12 [trixie]=13)
+declare -A version=([bullseye]=11 [bookworm]=12 [trixie]=13 [legacy]=11-py27)
 
-packages=$(grep -vE '^\s*(#|$)' "$here/images/packages.txt" | paste -sd, -)
+pkgfile() { if [ "$1" = legacy ]; then echo "$here/images/packages-legacy.txt"; else echo "$here/images/packages.txt"; fi; }
 
 recipe_hash() {
-  { cat "$here/images/packages.txt" "$here/images/customize.sh"
+  { cat "$(pkgfile "$1")" "$here/images/customize.sh"
+    if [ "$1" = legacy ]; then cat "$here/images/wheels-legacy.txt"; fi
     echo "$1 $mirror"
     if [ -n "${DSR_CA_BUNDLE:-}" ]; then sha256sum <"$DSR_CA_BUNDLE"; fi
   } | sha256sum | cut -c1-16
+}
+
+# Python 2.7 wheels, fetched on this machine (pip download for cp27mu) and
+# installed in the chroot with pip 20.3.4 run from its own wheel: no pip
+# package for Python 2 exists in Debian 11, and the hosts need no network.
+install_wheels() {
+  local root=$1 wheels
+  wheels=$(mktemp -d /var/tmp/dsr-wheels.XXXXXX)
+  grep -vE '^\s*(#|$)' "$here/images/wheels-legacy.txt" >"$wheels/req.txt"
+  python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+    --platform manylinux1_x86_64 --python-version 27 --implementation cp --abi cp27mu \
+    -d "$wheels" -r "$wheels/req.txt" 2>&1 | grep -v '^Location' || true
+  mkdir -p "$root/tmp/wheels" && cp "$wheels"/*.whl "$wheels/req.txt" "$root/tmp/wheels/"
+  rm -rf "$wheels"
+  chroot "$root" sh -c 'python2.7 /tmp/wheels/pip-20.3.4-py2.py3-none-any.whl/pip install --quiet \
+    --no-index --find-links /tmp/wheels --disable-pip-version-check --no-warn-script-location -r /tmp/wheels/req.txt'
+  rm -rf "$root/tmp/wheels"
+  chroot "$root" python2.7 -c 'import gunicorn, gevent, flask, werkzeug; print("python2.7: gunicorn %s, gevent %s, Flask %s, Werkzeug %s" % (gunicorn.__version__, gevent.__version__, flask.__version__, werkzeug.__version__))'
 }
 
 build_one() {
@@ -41,12 +63,16 @@ build_one() {
   fi
   echo "building $repo:$tag from $suite (recipe $hash)..."
   root=$(mktemp -d "/var/tmp/dsr-rootfs-$suite.XXXXXX")
-  debootstrap --variant=minbase --include="$packages" "$suite" "$root" "$mirror" \
+  local packages dist=$suite
+  packages=$(grep -vE '^\s*(#|$)' "$(pkgfile "$suite")" | paste -sd, -)
+  [ "$suite" != legacy ] || dist=bullseye
+  debootstrap --variant=minbase --include="$packages" "$dist" "$root" "$mirror" \
     >"$root.log" 2>&1 || { tail -30 "$root.log"; echo "debootstrap $suite failed" >&2; return 1; }
   rm -f "$root.log"
   cp "$here/images/customize.sh" "$root/tmp/customize.sh"
   chroot "$root" /bin/sh /tmp/customize.sh
   rm -f "$root/tmp/customize.sh"
+  if [ "$suite" = legacy ]; then install_wheels "$root"; fi
   if [ -n "${DSR_CA_BUNDLE:-}" ]; then
     cp "$DSR_CA_BUNDLE" "$root/usr/local/share/ca-certificates/dsr-extra.crt"
     chroot "$root" update-ca-certificates >/dev/null

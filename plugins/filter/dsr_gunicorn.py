@@ -126,10 +126,29 @@ def config_block(svc, plan):
     return "\n".join(lines)
 
 
+def supervisor_environment(svc, plan):
+    """supervisord's environment= with GUNICORN_CMD_ARGS rewritten, other pairs byte for byte."""
+    value = cmd_args(svc.get("gunicorn_cmd_args"), svc, plan)
+    out = []
+    for key, raw in svc.get("environment_pairs") or []:
+        if key == "GUNICORN_CMD_ARGS":
+            raw = '"%s"' % value.replace("\\", "\\\\").replace('"', '\\"')
+        out.append("%s=%s" % (key, raw))
+    return ",".join(out)
+
+
 def gunicorn_change(svc, plan):
     """-> {kind, path, content|line|block}: what to write, and where."""
     src = svc["bind_source"]
     unit = svc["unit"]
+    if svc.get("manager") == "supervisor" and src != "config":
+        # the program's own section: command= for -b flags, environment= for GUNICORN_CMD_ARGS
+        if src in ("cli", "default"):
+            option, value = "command", exec_start(svc, plan)
+        else:
+            option, value = "environment", supervisor_environment(svc, plan)
+        return {"kind": "supervisor", "path": svc["conf_path"], "section": svc["section"],
+                "option": option, "value": value}
     dropin = "/etc/systemd/system/%s.d/%s" % (unit, DROPIN_NAME)
     head = ("# Managed by dualstack-rollout: dual-stack binds for %s.\n"
             "# Remove this file (and daemon-reload, restart) to return to the original binds.\n[Service]\n" % unit)
@@ -184,9 +203,23 @@ def bind_hostnames(services):
     return found
 
 
+def service_ref(name, manager):
+    """{manager, unit, name} for a service recorded by name in a snapshot."""
+    if manager == "supervisor":
+        return {"manager": "supervisor", "unit": "supervisor:" + name, "name": name}
+    return {"manager": "systemd", "unit": name, "name": name[:-len(".service")] if name.endswith(".service") else name}
+
+
+def owner_unit(svc):
+    """The systemd unit whose cgroup holds the service's sockets (supervisord's for its programs)."""
+    return svc.get("cgroup_unit") or svc["unit"]
+
+
 class FilterModule(object):
     def filters(self):
         return {
+            "dsr_owner_unit": owner_unit,
+            "dsr_service_ref": service_ref,
             "dsr_gunicorn_change": gunicorn_change,
             "dsr_gunicorn_plans": service_plans,
             "dsr_bind_hostnames": bind_hostnames,

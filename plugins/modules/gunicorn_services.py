@@ -13,12 +13,15 @@ description:
     works out the effective bind list the way gunicorn does - command line over
     GUNICORN_CMD_ARGS over the C(-c) config file over the default C(127.0.0.1:8000).
   - C(GUNICORN_CMD_ARGS) is read from C(Environment=) and C(EnvironmentFile=).
+  - Also reads supervisord's programs (C([program:NAME]) in C(/etc/supervisor/supervisord.conf)
+    or C(/etc/supervisord.conf) and the files its C([include]) names) whose C(command=) runs
+    gunicorn, with C(GUNICORN_CMD_ARGS) from their C(environment=).
   - A config file is read with Python's C(ast), never executed; a C(bind) that is not
     a literal string or list of strings is reported as not understood.
   - Read-only; supports check mode.
 options:
   only:
-    description: Unit names to consider; all units when empty.
+    description: Unit names (or supervisord program names) to consider; all when empty.
     type: list
     elements: str
     default: []
@@ -50,9 +53,15 @@ problems:
 """
 
 import ast
+import glob
 import os
 import re
 import shlex
+
+try:  # Python 3
+    from configparser import RawConfigParser
+except ImportError:  # Python 2.7
+    from ConfigParser import RawConfigParser
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -265,6 +274,17 @@ class Host(object):
                 names.add(line.split()[0])
         return sorted(n for n in names if n.endswith(".service"))
 
+    def supervisor_unit(self):
+        """The systemd unit supervisord runs in (its programs share its cgroup)."""
+        if not hasattr(self, "_sup_unit"):
+            self._sup_unit = "supervisor.service"
+            for unit in ("supervisor.service", "supervisord.service"):
+                rc, out, err = self.module.run_command(["systemctl", "show", "--property=LoadState", unit])
+                if rc == 0 and "LoadState=loaded" in out:
+                    self._sup_unit = unit
+                    break
+        return self._sup_unit
+
     def show(self, units):
         props = "Id,FragmentPath,DropInPaths,ActiveState,UnitFileState,WorkingDirectory,User,MainPID,LoadState"
         info = {}
@@ -286,6 +306,139 @@ class Host(object):
         rc, out, err = self.module.run_command(cmd)
         m = re.search(r"version (\d+(?:\.\d+)*)", out + err)
         return m.group(1) if m else None
+
+
+SUPERVISOR_CONFS = ("/etc/supervisor/supervisord.conf", "/etc/supervisord.conf")
+
+
+def _ini(text):
+    try:
+        p = RawConfigParser(strict=False, inline_comment_prefixes=(";",))
+    except TypeError:  # Python 2.7: inline " ;" comments are stripped already
+        p = RawConfigParser()
+    p.optionxform = str
+    if hasattr(p, "read_string"):
+        p.read_string(text)
+    else:
+        import io
+        p.readfp(io.StringIO(text if isinstance(text, type(u"")) else text.decode("utf-8")))
+    return p
+
+
+def supervisor_programs(confs=None):
+    """[(name, options, file)] for every [program:NAME] of supervisord's config and includes."""
+    main = None
+    for c in confs or SUPERVISOR_CONFS:
+        if os.path.exists(c):
+            main = c
+            break
+    if main is None:
+        return []
+    files = [main]
+    parser = _ini(read(main))
+    if parser.has_section("include") and parser.has_option("include", "files"):
+        for pattern in parser.get("include", "files").split():
+            if not os.path.isabs(pattern):
+                pattern = os.path.join(os.path.dirname(main), pattern)
+            files.extend(sorted(glob.glob(pattern)))
+    out = []
+    for f in files:
+        p = parser if f == main else _ini(read(f))
+        for sec in p.sections():
+            if sec.startswith("program:"):
+                out.append((sec[len("program:"):], dict(p.items(sec)), f))
+    return out
+
+
+_ENV_PAIR = re.compile(r'\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*("(?:[^"\\]|\\.)*"|\'[^\']*\'|[^,]*)\s*(?:,|$)')
+
+
+def parse_supervisor_environment(text):
+    """[(key, raw value text)] of supervisord's environment=KEY="v",KEY2=v2."""
+    pairs, pos, text = [], 0, (text or "").strip()
+    while pos < len(text):
+        m = _ENV_PAIR.match(text, pos)
+        if not m or m.end() == pos:
+            raise ValueError("has an environment= that cannot be read: %r" % text)
+        pairs.append((m.group(1), m.group(2).strip()))
+        pos = m.end()
+    return pairs
+
+
+def _unquote(raw):
+    try:
+        parts = shlex.split(raw)
+    except ValueError:
+        return raw
+    return parts[0] if len(parts) == 1 else " ".join(parts)
+
+
+def discover_supervisor(host, only=(), skip=()):
+    services, problems = [], []
+    try:
+        programs = supervisor_programs()
+    except Exception as e:  # a config supervisord itself may still read
+        return [], ["supervisord: cannot read its configuration: %s" % e]
+    for name, opts, path in programs:
+        label = "supervisor:" + name
+        if only and name not in only and label not in only:
+            continue
+        if name in skip or label in skip:
+            continue
+        command = opts.get("command", "")
+        if "gunicorn" not in command:
+            continue
+        try:
+            argv = shlex.split(command)
+        except ValueError as e:
+            problems.append("%s: command= cannot be read: %s" % (label, e))
+            continue
+        if not is_gunicorn(argv):
+            continue
+        if int(opts.get("numprocs", "1") or 1) > 1:
+            problems.append("%s: numprocs > 1 runs several gunicorn masters on the same binds; not supported" % label)
+            continue
+        svc = {"name": name, "unit": label, "manager": "supervisor", "conf_path": path,
+               "section": "program:" + name, "command": command, "argv": argv, "exec_prefix": "",
+               "cgroup_unit": host.supervisor_unit(), "fragment_path": path, "dropin_paths": [],
+               "active": True, "enabled": True,
+               "working_directory": opts.get("directory") or "/", "user": opts.get("user") or "root"}
+        try:
+            pairs = parse_supervisor_environment(opts.get("environment", ""))
+            env = dict((k, _unquote(v)) for k, v in pairs)
+            svc["environment_pairs"] = [list(p) for p in pairs]
+            cli = parse_gunicorn_args(argv[1:])
+            env_args = parse_gunicorn_args(shlex.split(env.get("GUNICORN_CMD_ARGS", "")))
+            config_path = cli["config"] or env_args["config"]
+            config = {}
+            if config_path:
+                if config_path.startswith("python:"):
+                    raise ValueError("uses a Python module config (%s); only a config file is understood"
+                                     % config_path)
+                if not os.path.isabs(config_path):
+                    config_path = os.path.join(svc["working_directory"], config_path)
+                config = parse_config_file(read(config_path))
+            eff = effective(cli, env_args, config)
+        except (ValueError, SyntaxError, IOError, OSError) as e:
+            problems.append("%s: %s" % (label, e))
+            continue
+        if eff["forwarded_allow_ips"] is None and env.get("FORWARDED_ALLOW_IPS"):
+            eff["forwarded_allow_ips"] = env["FORWARDED_ALLOW_IPS"]
+            eff["forwarded_allow_ips_source"] = "environment"
+        svc.update({
+            "binds": eff["bind"] or ["127.0.0.1:8000"],
+            "bind_source": eff["bind_source"],
+            "gunicorn_cmd_args": env.get("GUNICORN_CMD_ARGS"),
+            "gunicorn_cmd_args_file": None,
+            "config_file": config_path,
+            "reuse_port": bool(eff["reuse_port"]),
+            "reuse_port_source": eff["reuse_port_source"],
+            "forwarded_allow_ips": eff["forwarded_allow_ips"],
+            "forwarded_allow_ips_source": eff["forwarded_allow_ips_source"],
+            "version": host.version(argv),
+        })
+        services.append(svc)
+    return services, problems
 
 
 def discover(host, only=(), skip=()):
@@ -316,7 +469,7 @@ def discover(host, only=(), skip=()):
             continue
         if not is_gunicorn(argv):
             continue
-        svc = {"name": unit[:-len(".service")], "unit": unit, "manager": "systemd",
+        svc = {"name": unit[:-len(".service")], "unit": unit, "manager": "systemd", "cgroup_unit": unit,
                "fragment_path": frag, "dropin_paths": dropins, "exec_prefix": prefix, "argv": argv,
                "active": d.get("ActiveState") == "active", "enabled": d.get("UnitFileState") == "enabled",
                "working_directory": d.get("WorkingDirectory") or "/", "user": d.get("User") or "root"}
@@ -367,12 +520,16 @@ def discover(host, only=(), skip=()):
                 parse_env_assignments(env_items):
             svc["bind_source"] = "envfile"
         services.append(svc)
+    sup_services, sup_problems = discover_supervisor(host, only, skip)
+    services.extend(sup_services)
+    problems.extend(sup_problems)
     if only:
         # A name the operator gave that matches no gunicorn service is a
         # typo or a wrong host: say so rather than migrate nothing.
         found = set()
-        for name in [s["unit"] for s in services] + [p.split(":")[0].split(" ")[0] for p in problems]:
-            found.update([name, name[:-len(".service")] if name.endswith(".service") else name])
+        for name in [s["unit"] for s in services] + [p.split(": ")[0].split(" ")[0] for p in problems]:
+            found.update([name, name[:-len(".service")] if name.endswith(".service") else name,
+                          name[len("supervisor:"):] if name.startswith("supervisor:") else name])
         for name in only:
             if name not in found:
                 problems.append("%s: named in gunicorn_dualstack__services, but no gunicorn service by that name "

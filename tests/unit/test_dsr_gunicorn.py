@@ -143,3 +143,96 @@ def test_config_block_is_the_same_on_a_second_run(v6only):
                       forwarded_allow_ips=svc2["forwarded_allow_ips"])
     assert not plan2["changed"]
     assert gunicorn_change(svc2, plan2)["block"] == block
+
+
+SUPERVISORD_CONF = """\
+; supervisor config file
+[unix_http_server]
+file=/var/run/supervisor.sock   ; (the path to the socket file)
+
+[supervisord]
+logfile=/var/log/supervisor/supervisord.log
+
+[include]
+files = /etc/supervisor/conf.d/*.conf
+"""
+
+PROGRAMS = """\
+[program:shop]
+command=/usr/local/bin/gunicorn --workers 2 -k gevent -b 0.0.0.0:8000 app:app  ; the shop
+directory=/opt/shop
+user=www-data
+environment=LANG="en_US.UTF-8",SHOP_ENV=prod
+
+[program:api]
+command = /usr/local/bin/gunicorn -k gevent app:app
+environment = GUNICORN_CMD_ARGS="--bind=0.0.0.0:8001 --workers=1",LANG="C.UTF-8"
+
+[program:worker]
+command=/usr/bin/python2.7 worker.py
+"""
+
+
+def supervisor_host(tmp_path, monkeypatch, programs=PROGRAMS):
+    conf = tmp_path / "supervisord.conf"
+    confd = tmp_path / "conf.d"
+    confd.mkdir()
+    conf.write_text(SUPERVISORD_CONF.replace("/etc/supervisor/conf.d", str(confd)))
+    (confd / "apps.conf").write_text(programs)
+    monkeypatch.setattr(gs, "SUPERVISOR_CONFS", (str(conf),))
+
+    class Host(object):
+        def supervisor_unit(self):
+            return "supervisor.service"
+
+        def version(self, argv):
+            return "19.9.0"
+    return Host(), str(confd / "apps.conf")
+
+
+def test_supervisor_programs_are_found_with_their_binds(tmp_path, monkeypatch):
+    host, path = supervisor_host(tmp_path, monkeypatch)
+    services, problems = gs.discover_supervisor(host)
+    assert problems == []
+    by = {s["name"]: s for s in services}
+    assert set(by) == {"shop", "api"}  # worker.py is not gunicorn
+    assert by["shop"]["unit"] == "supervisor:shop" and by["shop"]["cgroup_unit"] == "supervisor.service"
+    assert by["shop"]["binds"] == ["0.0.0.0:8000"] and by["shop"]["bind_source"] == "cli"
+    assert by["shop"]["conf_path"] == path and by["shop"]["working_directory"] == "/opt/shop"
+    assert by["api"]["binds"] == ["0.0.0.0:8001"] and by["api"]["bind_source"] == "env"
+    assert by["api"]["environment_pairs"] == [["GUNICORN_CMD_ARGS", '"--bind=0.0.0.0:8001 --workers=1"'],
+                                              ["LANG", '"C.UTF-8"']]
+
+
+def test_supervisor_changes_rewrite_the_programs_own_options(tmp_path, monkeypatch):
+    host, path = supervisor_host(tmp_path, monkeypatch)
+    by = {s["name"]: s for s in gs.discover_supervisor(host)[0]}
+    plan = bind_plan(by["shop"]["binds"], bindv6only=0, gunicorn_version="19.9.0")
+    ch = gunicorn_change(by["shop"], plan)
+    assert ch["kind"] == "supervisor" and ch["path"] == path and ch["section"] == "program:shop"
+    assert ch["option"] == "command"
+    argv = shlex.split(ch["value"])
+    assert argv[0] == "/usr/local/bin/gunicorn" and argv[-1] == "app:app" and "-k" in argv
+    assert [argv[i + 1] for i, a in enumerate(argv) if a == "--bind"] == ["0.0.0.0:8000", "[::]:8000"]
+    assert "--reuse-port" in argv
+    plan = bind_plan(by["api"]["binds"], bindv6only=0, gunicorn_version="19.9.0")
+    ch = gunicorn_change(by["api"], plan)
+    assert ch["option"] == "environment"
+    assert ch["value"].endswith(',LANG="C.UTF-8"')
+    env = dict(gs.parse_supervisor_environment(ch["value"]))
+    args = shlex.split(shlex.split(env["GUNICORN_CMD_ARGS"])[0])
+    assert "--bind=[::]:8001" in args and "--workers=1" in args
+
+
+def test_supervisor_problems_name_the_program(tmp_path, monkeypatch):
+    host, _ = supervisor_host(tmp_path, monkeypatch, "[program:x]\ncommand=gunicorn app:app\nnumprocs=2\n"
+                                                     "[program:y]\ncommand=gunicorn -c /nonexistent.py app:app\n")
+    services, problems = gs.discover_supervisor(host)
+    assert services == []
+    assert any(p.startswith("supervisor:x: numprocs > 1") for p in problems), problems
+    assert any(p.startswith("supervisor:y: ") for p in problems), problems
+
+
+def test_no_supervisor_no_programs(monkeypatch):
+    monkeypatch.setattr(gs, "SUPERVISOR_CONFS", ("/nonexistent/supervisord.conf",))
+    assert gs.supervisor_programs() == []
