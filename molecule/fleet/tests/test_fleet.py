@@ -145,8 +145,9 @@ def test_01b_check_diff_shows_the_plan_and_changes_nothing():
 def test_01c_firewall_that_ipv6_would_bypass_stops_preflight():
     app4, lb = host("dsr-app4"), host(LB)
     lb4, lb6 = addresses(lb)["ipv4"][0], addresses(lb)["ipv6"][0]
-    # IPv4: gunicorn's port only from the balancer; IPv6: no rules at all
-    app4.check_output("iptables -A INPUT -p tcp --dport 8000 -s %s/32 -j ACCEPT && "
+    # IPv4: gunicorn's port only from the balancer (and loopback, for nginx); IPv6: no rules at all
+    app4.check_output("iptables -A INPUT -i lo -j ACCEPT && "
+                      "iptables -A INPUT -p tcp --dport 8000 -s %s/32 -j ACCEPT && "
                       "iptables -A INPUT -p tcp --dport 8000 -j DROP" % lb4)
     r = playbook("rollout.yml")
     out = r.stdout + r.stderr
@@ -156,7 +157,8 @@ def test_01c_firewall_that_ipv6_would_bypass_stops_preflight():
     assert "-s %s/32" % lb4 in out and "dsr_exposure_accept: [8000]" in out
     assert {h: fingerprint(h) for h in APPS + [LB]} == STATE["before"]
     # the same rule for IPv6: the rest of the scenario runs with it in place
-    app4.check_output("ip6tables -A INPUT -p tcp --dport 8000 -s %s/128 -j ACCEPT && "
+    app4.check_output("ip6tables -A INPUT -i lo -j ACCEPT && "
+                      "ip6tables -A INPUT -p tcp --dport 8000 -s %s/128 -j ACCEPT && "
                       "ip6tables -A INPUT -p tcp --dport 8000 -j DROP" % lb6)
 
 
