@@ -13,8 +13,12 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_HOME := $(CURDIR)/.ansible
 export MOLECULE_GLOB := molecule/*/molecule.yml
 
-# Molecule scenarios run by `make test`, in order.
-SCENARIOS ?= baseline default fleet
+# Molecule scenarios run by `make test`, in order. Those in LEGACY_SCENARIOS
+# run under the ansible-core 2.16 controller (.venv-legacy), the others
+# under the newest.
+SCENARIOS ?= baseline default fleet legacy
+LEGACY_SCENARIOS := legacy
+LEGACY_VENV ?= .venv-legacy
 
 .PHONY: help venv docker images lint unit molecule test scenario clean demo demo-clean audit
 
@@ -27,12 +31,18 @@ help:
 	@echo "make images            build the Debian 11/12/13 test host images (only when the recipe changed)"
 	@echo "make lint | unit       yamllint + ansible-lint | pytest unit tests of the plugins"
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed $(LEGACY_VENV)/.installed
 
 $(VENV)/.installed: requirements.txt
 	@echo "== controller virtualenv ($(VENV)) from requirements.txt"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(LEGACY_VENV)/.installed: requirements-legacy.txt
+	@echo "== legacy controller virtualenv ($(LEGACY_VENV), ansible-core 2.16) from requirements-legacy.txt"
+	test -x $(LEGACY_VENV)/bin/python || $(PYTHON) -m venv $(LEGACY_VENV)
+	$(LEGACY_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-legacy.txt
 	touch $@
 
 docker:
@@ -55,19 +65,22 @@ unit: venv
 
 molecule: venv images
 	@for s in $(SCENARIOS); do \
-	  echo "== molecule scenario $$s"; start=$$(date +%s); \
-	  molecule test -s $$s || { echo "scenario $$s FAILED"; exit 1; }; \
+	  bin=$(BIN); case " $(LEGACY_SCENARIOS) " in *" $$s "*) bin=$(CURDIR)/$(LEGACY_VENV)/bin;; esac; \
+	  echo "== molecule scenario $$s ($$($$bin/ansible --version | head -1))"; start=$$(date +%s); \
+	  PATH=$$bin:$$PATH $$bin/molecule test -s $$s || { echo "scenario $$s FAILED"; exit 1; }; \
 	  echo "== scenario $$s passed in $$(( $$(date +%s) - start )) s"; \
 	done
 
 scenario: venv images
-	molecule test -s $(S)
+	bin=$(BIN); case " $(LEGACY_SCENARIOS) " in *" $(S) "*) bin=$(CURDIR)/$(LEGACY_VENV)/bin;; esac; \
+	  PATH=$$bin:$$PATH $$bin/molecule test -s $(S)
 
 test: lint unit molecule
 	@echo "== all tests passed"
 
 clean:
 	-for s in $(SCENARIOS); do molecule destroy -s $$s; done
+	rm -rf $(LEGACY_VENV)
 	rm -rf .cache .ansible .pytest_cache
 
 demo: venv images
