@@ -4,6 +4,11 @@
 Runs until the stop file appears or --max-seconds pass, never more than
 --max-requests requests, at most --rate requests per second per URL. Prints
 one JSON object: requests sent, failed (per URL), p50/p99 latency in ms.
+
+A URL that has never answered yet (the balancer's IPv6 address before the
+rollout makes the balancer listen on IPv6) is "not up": its refusals are
+counted apart (not_up), and `failed` counts only failures after the URL
+first answered, i.e. requests a working service dropped.
 Python 3 standard library only, so it runs inside a test host.
 """
 import argparse
@@ -29,8 +34,13 @@ def worker(url, args, stats, lock, stop):
         with lock:
             s = stats[url]
             s["sent"] += 1
-            s["failed"] += 0 if ok else 1
-            s["lat"].append(dt)
+            if ok:
+                s["up"] = True
+                s["lat"].append(dt)
+            elif s["up"]:
+                s["failed"] += 1
+            else:
+                s["not_up"] += 1
             if sum(v["sent"] for v in stats.values()) >= args.max_requests:
                 stop.set()
         time.sleep(max(0.0, interval - dt))
@@ -55,7 +65,7 @@ def main():
     args = ap.parse_args()
     if os.path.exists(args.stop_file):
         os.remove(args.stop_file)
-    stats = {u: {"sent": 0, "failed": 0, "lat": []} for u in args.urls}
+    stats = {u: {"sent": 0, "failed": 0, "not_up": 0, "up": False, "lat": []} for u in args.urls}
     lock, stop = threading.Lock(), threading.Event()
     threads = [threading.Thread(target=worker, args=(u, args, stats, lock, stop), daemon=True) for u in args.urls]
     for t in threads:
@@ -70,7 +80,8 @@ def main():
     result = {
         "sent": sum(s["sent"] for s in stats.values()),
         "failed": sum(s["failed"] for s in stats.values()),
-        "per_url": {u: {"sent": s["sent"], "failed": s["failed"]} for u, s in stats.items()},
+        "not_up": sum(s["not_up"] for s in stats.values()),
+        "per_url": {u: {"sent": s["sent"], "failed": s["failed"], "not_up": s["not_up"]} for u, s in stats.items()},
         "p50_ms": pct(lat, 50),
         "p99_ms": pct(lat, 99),
     }

@@ -43,7 +43,7 @@ phase() {  # name, command...
   sleep 2
   docker exec $LB touch /tmp/loadgen.stop
   for _ in $(seq 1 20); do docker exec $LB test -s /tmp/loadgen.json && break; sleep 1; done
-  printf '%s\t%s\t%.1f\t%s\n' "$name" "$(docker exec $LB cat /tmp/loadgen.json)" "$(echo "$t1 - $t0" | bc)" "$rc" >>/tmp/bench-results.tsv
+  printf '%s\t%s\t%.1f\t%s\n' "$name" "$(docker exec $LB cat /tmp/loadgen.json)" "$(python3 -c "print($t1 - $t0)")" "$rc" >>/tmp/bench-results.tsv
 }
 
 : >/tmp/bench-results.tsv
@@ -55,11 +55,16 @@ echo "== naive baseline: every host migrated in place at once, no drain"
 phase naive ansible-playbook -i "$inv" playbooks/migrate-host.yml -e dsr_journal_dir=/tmp/bench-journal
 
 echo
-printf '%-7s %9s %7s %8s %8s %9s %s\n' run sent failed p50_ms p99_ms wall_s rc
+echo "failed: requests that got no 200 after their URL had first answered (dropped by a working service);"
+echo "not_up: refusals before the balancer first answered on that family (IPv6 before rollout.yml"
+echo "        makes the balancer listen on IPv6)."
+printf '%-7s %9s %7s %7s %8s %8s %9s %s\n' run sent failed not_up p50_ms p99_ms wall_s rc
 while IFS=$'\t' read -r name json wall rc; do
   python3 - "$name" "$json" "$wall" "$rc" <<'PY'
 import json, sys
 name, j, wall, rc = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]
-print("%-7s %9d %7d %8s %8s %9s %s" % (name, j["sent"], j["failed"], j["p50_ms"], j["p99_ms"], wall, rc))
+print("%-7s %9d %7d %7d %8s %8s %9s %s" % (name, j["sent"], j["failed"], j["not_up"], j["p50_ms"], j["p99_ms"], wall, rc))
+for u, v in sorted(j["per_url"].items()):
+    print("          %-32s sent %6d  failed %5d  not_up %5d" % (u, v["sent"], v["failed"], v["not_up"]))
 PY
 done </tmp/bench-results.tsv
