@@ -100,8 +100,9 @@ def test_nginx_keeps_https_over_both_families(name, peer_host):
 def test_sockets_follow_the_strategy():
     sysd, sup = listens("dsr-legacy-systemd"), listens("dsr-legacy-supervisor")
     for port in PORTS:
-        # separate (default): an IPv4 and an IPv6-only socket per port
-        assert "0.0.0.0:%d" % port in sysd and "[::]:%d" % port in sysd
+        # separate (default): the IPv4 socket stays, an IPv6 wildcard joins it
+        # (v6only=0 under bindv6only=0, beside 0.0.0.0 thanks to reuse_port)
+        assert "0.0.0.0:%d" % port in sysd and ("[::]:%d" % port in sysd or "*:%d" % port in sysd), sysd
         # dual: one socket answering both families
         assert "*:%d" % port in sup and "0.0.0.0:%d" % port not in sup
 
