@@ -105,8 +105,8 @@ def test_01_before_state():
     assert all(r.status == 200 and r.json["scheme"] == "https" for r in answers), answers
 
 
-def test_01a_audit_reports_the_fleet_read_only():
-    reports = os.path.join(STATE["journal"], "reports")
+def test_01a_audit_reports_the_fleet_read_only(tmp_path):
+    reports = str(tmp_path / "reports")
     r = playbook("audit.yml", "-e", "dsr_report_dir=%s" % reports, "-e", "dsr_report_stamp=before")
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-3000:]
