@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""Fleet-size benchmark: rollout.yml on sandbox fleets of 6, 12, 24 and 48
+app hosts (plus a balancer), with stock Ansible settings and with the
+project's tuned settings, in the same run.
+
+For each size it starts the fleet (sandbox/fleet-up.yml with a generated
+inventory), times `rollout.yml` with stock settings (forks 5, no
+pipelining), rolls back, times it again with the tuned settings (forks sized
+to the fleet, pipelining), and removes the fleet. It prints per size and
+setting: wall time, controller CPU seconds (user+sys of ansible-playbook and
+its children), the per-wave floor (the slowest host's drain, gunicorn
+restart and readiness in each wave, from the journal) and wall / floor.
+
+Same waves for every size ([1, "50%", "100%"]: three waves), so the cost
+should grow with the waves, not the hosts. Bounded: BENCH_SIZES (default
+"6 12 24 48") and BENCH_MAX_MINUTES (default 75; sizes that would start
+after it are skipped and said so). Not a test: `make test` does not run it.
+
+    .venv/bin/python bench/fleet_scale.py
+"""
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.dirname(sys.executable)
+IMAGES = ["dualstack-rollout/debian:11", "dualstack-rollout/debian:12", "dualstack-rollout/debian:13"]
+WAVES = [1, "50%", "100%"]
+DRAIN = 1
+SETTINGS = {
+    "stock": lambda n: {"ANSIBLE_FORKS": "5", "ANSIBLE_PIPELINING": "False"},
+    "tuned": lambda n: {"ANSIBLE_FORKS": str(n + 2), "ANSIBLE_PIPELINING": "True"},
+}
+
+
+def inventory(n, d):
+    apps = {"dsr-scale-app%d" % i: {"sandbox_image": IMAGES[i % 3]} for i in range(1, n + 1)}
+    inv = {"all": {
+        "vars": {"sandbox_network": "dsr-scale", "sandbox_subnet4": "172.30.60.0/24",
+                 "sandbox_subnet6": "fd42:d5a:60::/64", "dsr_waves": WAVES, "dsr_max_fail_percentage": 0,
+                 "lb_nginx__drain_seconds": DRAIN, "dsr_audit_ignore_addresses": ["127.0.0.11"]},
+        "children": {
+            "sandbox": {"children": {"lb": {}, "app_hosts": {}},
+                        "vars": {"ansible_connection": "community.docker.docker", "ansible_become": False,
+                                 "ansible_python_interpreter": "/usr/bin/python3"}},
+            "lb": {"hosts": {"dsr-scale-lb": {"sandbox_image": IMAGES[1]}}},
+            "app_hosts": {"hosts": apps, "vars": {"listener_verify__peer": "dsr-scale-lb",
+                                                  "listener_verify__expect_json": {"scheme": "https"}}},
+        }}}
+    path = os.path.join(d, "hosts.yml")
+    with open(path, "w") as f:
+        json.dump(inv, f)  # JSON is YAML
+    return path
+
+
+def play(inv, playbook, extra_env=None, extra_args=(), timeout=3600):
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_HOME=os.path.join(ROOT, ".ansible"), PATH=BIN + ":" + os.environ["PATH"])
+    env.update(extra_env or {})
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    r = subprocess.run([os.path.join(BIN, "ansible-playbook"), "-i", inv, os.path.join(ROOT, playbook)]
+                       + list(extra_args), capture_output=True, text=True, env=env, cwd=ROOT, timeout=timeout)
+    wall = time.monotonic() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return r, wall, cpu
+
+
+def floor_seconds(journal_dir):
+    """Sum over waves of the slowest host's drain + gunicorn restart and readiness."""
+    runs = sorted(os.listdir(journal_dir))
+    entries = [json.load(open(os.path.join(journal_dir, runs[-1], f)))
+               for f in os.listdir(os.path.join(journal_dir, runs[-1])) if f.endswith(".json")]
+    per_wave = {}
+    for e in entries:
+        t = e.get("times") or {}
+        if "kernel_done" in t and "gunicorn_done" in t:
+            s = (datetime.fromisoformat(t["gunicorn_done"]) - datetime.fromisoformat(t["kernel_done"])).total_seconds()
+            per_wave[e["wave"]] = max(per_wave.get(e["wave"], 0.0), s + DRAIN)
+    return sum(per_wave.values()), len(per_wave)
+
+
+def main():
+    sizes = [int(x) for x in os.environ.get("BENCH_SIZES", "6 12 24 48").split()]
+    deadline = time.monotonic() + 60 * float(os.environ.get("BENCH_MAX_MINUTES", "75"))
+    rows = []
+    for n in sizes:
+        if time.monotonic() > deadline:
+            print("skipped %d hosts: BENCH_MAX_MINUTES reached" % n, flush=True)
+            continue
+        d = tempfile.mkdtemp(prefix="dsr-scale-")
+        inv = inventory(n, d)
+        try:
+            print("== %d app hosts: starting the fleet" % n, flush=True)
+            play(inv, "sandbox/fleet-down.yml")
+            r, wall, _ = play(inv, "sandbox/fleet-up.yml", {"ANSIBLE_FORKS": str(n + 2)})
+            if r.returncode != 0:
+                print(r.stdout[-3000:], r.stderr[-2000:])
+                raise SystemExit("fleet of %d did not start" % n)
+            print("   fleet up in %.0f s" % wall, flush=True)
+            for k, name in enumerate(("stock", "tuned")):
+                if k:
+                    play(inv, "rollback.yml", SETTINGS["tuned"](n))
+                journal = os.path.join(d, "journal-" + name)
+                r, wall, cpu = play(inv, "rollout.yml", SETTINGS[name](n), ["-e", "dsr_journal_dir=" + journal])
+                ok = r.returncode == 0
+                fl, waves = floor_seconds(journal) if ok else (float("nan"), 0)
+                rows.append((n, name, wall, cpu, fl, waves, ok))
+                print("   %-6s rollout %s in %.1f s (cpu %.1f s, floor %.1f s over %d waves)"
+                      % (name, "ok" if ok else "FAILED", wall, cpu, fl, waves), flush=True)
+                if not ok:
+                    print(r.stdout[-3000:])
+        finally:
+            play(inv, "sandbox/fleet-down.yml")
+    print()
+    print("%5s  %-6s %9s %9s %9s %11s %s" % ("hosts", "set", "wall_s", "cpu_s", "floor_s", "wall/floor", "ok"))
+    for n, name, wall, cpu, fl, waves, ok in rows:
+        print("%5d  %-6s %9.1f %9.1f %9.1f %11.2f %s" % (n, name, wall, cpu, fl, wall / fl if fl else 0, ok))
+    by = {(n, s): w for n, s, w, _, _, _, _ in rows}
+    for n in sizes:
+        if (n, "stock") in by and (n, "tuned") in by:
+            print("%d hosts: tuned is %.2fx faster than stock" % (n, by[(n, "stock")] / by[(n, "tuned")]))
+    if (48, "tuned") in by and (12, "tuned") in by:
+        print("48 vs 12 hosts (tuned, same waves): %.2fx the wall time" % (by[(48, "tuned")] / by[(12, "tuned")]))
+
+
+if __name__ == "__main__":
+    main()
