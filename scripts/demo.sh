@@ -3,6 +3,7 @@
 # hosts on Debian 11/12/13), the audit before, rollout.yml, the audit after.
 # Every step's full output goes to demo-logs/; the screen shows progress.
 set -euo pipefail
+umask 077  # logs and reports stay owner-only
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH" ANSIBLE_CONFIG="$PWD/ansible.cfg" ANSIBLE_HOME="$PWD/.ansible"
 export ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0
