@@ -1,0 +1,201 @@
+"""dsr_commands, dsr_read_files and dsr_http_probe: the modules that turn a
+looped task into one round trip per host. Real processes, real files and a
+real HTTP server on loopback over IPv4 and IPv6; no mocks."""
+import base64
+import json
+import socket
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+import dsr_commands
+import dsr_http
+import dsr_http_probe
+import dsr_read_files
+
+def run(argv):
+    try:
+        p = subprocess.run(argv, capture_output=True, text=True)
+    except FileNotFoundError as e:
+        return 2, "", str(e)
+    return p.returncode, p.stdout, p.stderr
+
+
+# --- dsr_commands -----------------------------------------------------------
+
+def test_commands_run_in_order_and_read_like_a_loop():
+    results, error = dsr_commands.run_all(run, [["echo", "one"], ["sh", "-c", "echo two >&2"]], False)
+    assert error is None
+    assert [r["stdout"] for r in results] == ["one\n", ""]
+    assert results[1]["stderr"] == "two\n"
+    assert results[0]["cmd"] == ["echo", "one"] and results[0]["rc"] == 0
+
+
+def test_a_failing_command_stops_and_is_named():
+    results, error = dsr_commands.run_all(run, [["false"], ["echo", "never"]], False)
+    assert len(results) == 1
+    assert error.startswith("false exited 1")
+
+
+def test_allow_failure_keeps_going_and_leaves_no_failed_key():
+    # Ansible reads `failed` inside `results` as the task's own failure.
+    results, error = dsr_commands.run_all(run, [["no-such-command-dsr"], ["echo", "ok"]], True)
+    assert error is None
+    assert results[0]["rc"] != 0 and results[1]["stdout"] == "ok\n"
+    assert all("failed" not in r for r in results)
+
+
+# --- dsr_read_files ---------------------------------------------------------
+
+def test_read_files_follow_links_keep_order_and_bytes(tmp_path):
+    real = tmp_path / "sites-available" / "app"
+    real.parent.mkdir()
+    body = b"server {\n    listen 80;\n}\n\xc3\xa9 no final newline"
+    real.write_bytes(body)
+    link = tmp_path / "sites-enabled-app"
+    link.symlink_to(real)
+    other = tmp_path / "nginx.conf"
+    other.write_bytes(b"events {}\n")
+    files, error = dsr_read_files.read_all([str(other), str(link), str(real)], False)
+    assert error is None
+    assert [f["path"] for f in files] == [str(other), str(link), str(real)]
+    assert files[1]["real_path"] == str(real)
+    assert base64.b64decode(files[1]["content"]) == body
+    assert files[1]["content"] == files[2]["content"]
+
+
+def test_read_files_missing(tmp_path):
+    missing = str(tmp_path / "gone.conf")
+    files, error = dsr_read_files.read_all([missing], False)
+    assert error == "%s does not exist or is not a regular file" % missing
+    files, error = dsr_read_files.read_all([missing], True)
+    assert error is None and files == [{"path": missing, "real_path": missing, "exists": False, "content": None}]
+
+
+# --- dsr_probe_requests (filter) --------------------------------------------
+
+def test_probe_requests_brackets_ipv6_and_orders_ports_first():
+    reqs = dsr_http.probe_requests(["192.0.2.1", "2001:db8::1"], [80, "8000"], path="/health",
+                                   json={"scheme": "https"})
+    assert [r["url"] for r in reqs] == [
+        "http://192.0.2.1:80/health", "http://[2001:db8::1]:80/health",
+        "http://192.0.2.1:8000/health", "http://[2001:db8::1]:8000/health"]
+    assert all(r["json"] == {"scheme": "https"} and r["expect"] == "answer" for r in reqs)
+
+
+def test_probe_requests_repeat_and_no_answer():
+    reqs = dsr_http.probe_requests(["[::1]"], [8001], expect="no_answer", repeat=3)
+    assert [r["url"] for r in reqs] == ["http://[::1]:8001/"] * 3
+    assert {r["expect"] for r in reqs} == {"no_answer"}
+    assert dsr_http.probe_requests(["127.0.0.1"], []) == []
+
+
+@pytest.mark.parametrize("args, message", [
+    ((["10.0.0.300"], [80]), "'10.0.0.300' is not an IP address"),
+    ((["127.0.0.1"], [70000]), "70000 is not a TCP port"),
+    ((["127.0.0.1"], [80], "health"), "path 'health' must start with /"),
+    ((["127.0.0.1"], [80], "/", "maybe"), "expect must be answer or no_answer, not 'maybe'"),
+])
+def test_probe_requests_bad_input(args, message):
+    with pytest.raises(Exception, match=message.replace("(", r"\(").replace("[", r"\[")):
+        dsr_http.probe_requests(*args)
+
+
+# --- dsr_http_probe against a real server ------------------------------------
+
+class App(BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/broken":
+            self.send_response(500)
+            self.end_headers()
+            self.wfile.write(b"boom")
+            return
+        body = json.dumps({"scheme": "https", "path": self.path}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+
+class Server6(HTTPServer):
+    address_family = socket.AF_INET6
+
+
+def serve(cls, addr):
+    srv = cls((addr, 0), App)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+@pytest.fixture(scope="module")
+def servers():
+    v4 = serve(HTTPServer, "127.0.0.1")
+    try:
+        v6 = serve(Server6, "::1")
+    except OSError:  # pragma: no cover - a host without IPv6 loopback
+        pytest.skip("no IPv6 loopback here")
+    yield v4.server_address[1], v6.server_address[1]
+    v4.shutdown()
+    v6.shutdown()
+
+
+def probe(requests):
+    return dsr_http_probe.probe_all(requests, 3)
+
+
+def test_probe_both_families_with_json(servers):
+    p4, p6 = servers
+    results, problems = probe([
+        {"url": "http://127.0.0.1:%d/" % p4, "json": {"scheme": "https"}},
+        {"url": "http://[::1]:%d/x" % p6, "json": {"path": "/x"}},
+    ])
+    assert problems == []
+    assert [r["status"] for r in results] == [200, 200]
+    assert results[1]["json"] == {"scheme": "https", "path": "/x"}
+
+
+def test_probe_reports_wrong_json_error_status_and_silence(servers):
+    p4, _ = servers
+    closed = free_port()
+    results, problems = probe([
+        {"url": "http://127.0.0.1:%d/" % p4, "json": {"scheme": "http"}},
+        {"url": "http://127.0.0.1:%d/broken" % p4},
+        {"url": "http://127.0.0.1:%d/" % closed},
+    ])
+    assert [r["ok"] for r in results] == [False, False, False]
+    assert problems[0].startswith("http://127.0.0.1:%d/ answered {" % p4)
+    assert problems[0].endswith('expected {"scheme": "http"}')
+    assert problems[1] == "http://127.0.0.1:%d/broken: HTTP 500" % p4
+    assert problems[2].startswith("http://127.0.0.1:%d/: " % closed)
+    assert results[2]["status"] == -1
+
+
+def test_probe_no_answer_expected(servers):
+    p4, _ = servers
+    closed = free_port()
+    results, problems = probe([
+        {"url": "http://127.0.0.1:%d/" % closed, "expect": "no_answer"},
+        {"url": "http://127.0.0.1:%d/" % p4, "expect": "no_answer"},
+    ])
+    assert results[0]["ok"] is True
+    assert problems == ["http://127.0.0.1:%d/ answered HTTP 200 but must not answer" % p4]
+
+
+def test_modules_carry_documentation():
+    import yaml
+    for mod in (dsr_commands, dsr_read_files, dsr_http_probe):
+        doc = yaml.safe_load(mod.DOCUMENTATION)
+        assert doc["module"] == mod.__name__ and doc["options"]
