@@ -24,6 +24,7 @@ LEGACY_VENV ?= .venv-legacy
 
 help:
 	@echo "make demo              set up everything, start a sandbox fleet, audit, roll out, audit again"
+	@echo "                       (MITOGEN=1: with Mitogen's strategy)"
 	@echo "make demo-clean        remove the sandbox fleet's containers and network"
 	@echo "make audit             read-only audit of the sandbox fleet (or INVENTORY=path)"
 	@echo "make test              set up everything, then lint, unit tests and every Molecule scenario"
@@ -84,7 +85,7 @@ clean:
 	rm -rf .cache .ansible .pytest_cache
 
 demo: venv images
-	scripts/demo.sh
+	$(if $(MITOGEN),ANSIBLE_STRATEGY=mitogen_linear )scripts/demo.sh
 
 demo-clean: venv docker
 	ansible-playbook sandbox/fleet-down.yml

@@ -4,17 +4,24 @@ app hosts (plus a balancer), with stock Ansible settings and with the
 project's tuned settings, in the same run.
 
 For each size it starts the fleet (sandbox/fleet-up.yml with a generated
-inventory), times `rollout.yml` with stock settings (forks 5, no
-pipelining), rolls back, times it again with the tuned settings (forks sized
-to the fleet, pipelining), and removes the fleet. It prints per size and
-setting: wall time, controller CPU seconds (user+sys of ansible-playbook and
-its children), the per-wave floor (the slowest host's drain, gunicorn
-restart and readiness in each wave, from the journal) and wall / floor.
+inventory) and times `rollout.yml` three ways, rolling back in between:
+  stock    Ansible's own defaults: forks 5, no pipelining
+  tuned    the project's ansible.cfg: pipelining, forks sized to the fleet
+  mitogen  tuned + ANSIBLE_STRATEGY=mitogen_linear (the opt-in)
+then removes the fleet. It prints per size and setting: wall time,
+controller CPU seconds (user+sys of ansible-playbook and its children), the
+per-wave floor (the slowest host's drain, gunicorn restart and readiness in
+each wave, from the journal) and wall / floor. Every host is a container on
+this machine, so the hosts' own work (systemd, nginx, gunicorn, Python for
+each module) shares the controller's CPUs; the machine's load is printed
+with the figures.
 
 Same waves for every size ([1, "50%", "100%"]: three waves), so the cost
 should grow with the waves, not the hosts. Bounded: BENCH_SIZES (default
 "6 12 24 48") and BENCH_MAX_MINUTES (default 75; sizes that would start
-after it are skipped and said so). Not a test: `make test` does not run it.
+after it are skipped and said so), BENCH_STOCK_MAX (default 24: stock is not
+run on larger fleets, it only makes the run longer) and BENCH_SETS (default
+"stock tuned mitogen"). Not a test: `make test` does not run it.
 
     .venv/bin/python bench/fleet_scale.py
 """
@@ -34,7 +41,8 @@ WAVES = [1, "50%", "100%"]
 DRAIN = 1
 SETTINGS = {
     "stock": lambda n: {"ANSIBLE_FORKS": "5", "ANSIBLE_PIPELINING": "False"},
-    "tuned": lambda n: {"ANSIBLE_FORKS": str(n + 2), "ANSIBLE_PIPELINING": "True"},
+    "tuned": lambda n: {"ANSIBLE_FORKS": str(n + 2)},
+    "mitogen": lambda n: {"ANSIBLE_FORKS": str(n + 2), "ANSIBLE_STRATEGY": "mitogen_linear"},
 }
 
 
@@ -46,7 +54,7 @@ def inventory(n, d):
                  "lb_nginx__drain_seconds": DRAIN, "dsr_audit_ignore_addresses": ["127.0.0.11"]},
         "children": {
             "sandbox": {"children": {"lb": {}, "app_hosts": {}},
-                        "vars": {"ansible_connection": "community.docker.docker", "ansible_become": False,
+                        "vars": {"ansible_connection": "docker", "ansible_become": False,
                                  "ansible_python_interpreter": "/usr/bin/python3"}},
             "lb": {"hosts": {"dsr-scale-lb": {"sandbox_image": IMAGES[1]}}},
             "app_hosts": {"hosts": apps, "vars": {"listener_verify__peer": "dsr-scale-lb",
@@ -88,6 +96,10 @@ def floor_seconds(journal_dir):
 
 def main():
     sizes = [int(x) for x in os.environ.get("BENCH_SIZES", "6 12 24 48").split()]
+    sets = os.environ.get("BENCH_SETS", "stock tuned mitogen").split()
+    stock_max = int(os.environ.get("BENCH_STOCK_MAX", "24"))
+    print("machine: %d CPUs, load average %s" % (os.cpu_count(), " ".join("%.2f" % x for x in os.getloadavg())),
+          flush=True)
     deadline = time.monotonic() + 60 * float(os.environ.get("BENCH_MAX_MINUTES", "75"))
     rows = []
     for n in sizes:
@@ -104,9 +116,14 @@ def main():
                 print(r.stdout[-3000:], r.stderr[-2000:])
                 raise SystemExit("fleet of %d did not start" % n)
             print("   fleet up in %.0f s" % wall, flush=True)
-            for k, name in enumerate(("stock", "tuned")):
+            todo = [s for s in sets if not (s == "stock" and n > stock_max)]
+            for k, name in enumerate(todo):
                 if k:
-                    play(inv, "rollback.yml", SETTINGS["tuned"](n))
+                    r, rb_wall, _ = play(inv, "rollback.yml", SETTINGS["tuned"](n))
+                    if r.returncode != 0:
+                        print(r.stdout[-3000:])
+                        raise SystemExit("rollback on %d hosts failed" % n)
+                    print("   (rolled back in %.0f s)" % rb_wall, flush=True)
                 journal = os.path.join(d, "journal-" + name)
                 r, wall, cpu = play(inv, "rollout.yml", SETTINGS[name](n), ["-e", "dsr_journal_dir=" + journal])
                 ok = r.returncode == 0
@@ -122,12 +139,15 @@ def main():
     print("%5s  %-6s %9s %9s %9s %11s %s" % ("hosts", "set", "wall_s", "cpu_s", "floor_s", "wall/floor", "ok"))
     for n, name, wall, cpu, fl, waves, ok in rows:
         print("%5d  %-6s %9.1f %9.1f %9.1f %11.2f %s" % (n, name, wall, cpu, fl, wall / fl if fl else 0, ok))
-    by = {(n, s): w for n, s, w, _, _, _, _ in rows}
+    by = {(n, s): w for n, s, w, _, _, _, ok in rows if ok}
     for n in sizes:
-        if (n, "stock") in by and (n, "tuned") in by:
-            print("%d hosts: tuned is %.2fx faster than stock" % (n, by[(n, "stock")] / by[(n, "tuned")]))
-    if (48, "tuned") in by and (12, "tuned") in by:
-        print("48 vs 12 hosts (tuned, same waves): %.2fx the wall time" % (by[(48, "tuned")] / by[(12, "tuned")]))
+        for fast in ("tuned", "mitogen"):
+            if (n, "stock") in by and (n, fast) in by:
+                print("%d hosts: %s is %.2fx faster than stock" % (n, fast, by[(n, "stock")] / by[(n, fast)]))
+    for s in ("tuned", "mitogen"):
+        if (48, s) in by and (12, s) in by:
+            print("48 vs 12 hosts (%s, same waves): %.2fx the wall time" % (s, by[(48, s)] / by[(12, s)]))
+    print("machine after: load average %s" % " ".join("%.2f" % x for x in os.getloadavg()))
 
 
 if __name__ == "__main__":
