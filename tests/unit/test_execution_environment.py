@@ -21,6 +21,10 @@ def test_builder_creates_the_context(tmp_path, definition, core):
     containerfile = (tmp_path / "ctx" / "Containerfile").read_text()
     assert "ansible-core==%s" % core in containerfile
     assert "ansible-galaxy collection install" in containerfile
+    # The opt-in strategy's package, pinned as in requirements.txt.
+    pins = open(os.path.join(ROOT, "requirements.txt")).read()
+    python_reqs = (tmp_path / "ctx" / "_build" / "requirements.txt").read_text()
+    assert "mitogen==0.3.54" in pins and "mitogen==0.3.54" in python_reqs
     copied = yaml.safe_load((tmp_path / "ctx" / "_build" / "requirements.yml").read_text())
     ours = yaml.safe_load(open(os.path.join(ROOT, "requirements.yml")).read())
     assert copied == ours
