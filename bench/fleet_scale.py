@@ -80,6 +80,16 @@ def play(inv, playbook, extra_env=None, extra_args=(), timeout=3600):
     return r, wall, cpu
 
 
+def failure(r):
+    """The failed tasks of a run (each with a few lines of context), then the recap."""
+    lines = r.stdout.splitlines()
+    out = []
+    for i, line in enumerate(lines):
+        if line.startswith(("fatal:", "failed:")) or "FAILED!" in line:
+            out.extend(lines[max(0, i - 2):i + 12] + ["..."])
+    return "\n".join(out[-120:] + lines[-30:]) + "\n" + r.stderr[-2000:]
+
+
 def floor_seconds(journal_dir):
     """Sum over waves of the slowest host's drain + gunicorn restart and readiness."""
     runs = sorted(os.listdir(journal_dir))
@@ -113,7 +123,7 @@ def main():
             play(inv, "sandbox/fleet-down.yml")
             r, wall, _ = play(inv, "sandbox/fleet-up.yml", {"ANSIBLE_FORKS": str(n + 2)})
             if r.returncode != 0:
-                print(r.stdout[-3000:], r.stderr[-2000:])
+                print(failure(r))
                 raise SystemExit("fleet of %d did not start" % n)
             print("   fleet up in %.0f s" % wall, flush=True)
             todo = [s for s in sets if not (s == "stock" and n > stock_max)]
@@ -121,7 +131,7 @@ def main():
                 if k:
                     r, rb_wall, _ = play(inv, "rollback.yml", SETTINGS["tuned"](n))
                     if r.returncode != 0:
-                        print(r.stdout[-3000:])
+                        print(failure(r))
                         raise SystemExit("rollback on %d hosts failed" % n)
                     print("   (rolled back in %.0f s)" % rb_wall, flush=True)
                 journal = os.path.join(d, "journal-" + name)
@@ -132,7 +142,7 @@ def main():
                 print("   %-6s rollout %s in %.1f s (cpu %.1f s, floor %.1f s over %d waves)"
                       % (name, "ok" if ok else "FAILED", wall, cpu, fl, waves), flush=True)
                 if not ok:
-                    print(r.stdout[-3000:])
+                    print(failure(r))
         finally:
             play(inv, "sandbox/fleet-down.yml")
     print()
