@@ -104,6 +104,26 @@ def floor_seconds(journal_dir):
     return sum(per_wave.values()), len(per_wave)
 
 
+def inotify_room(n):
+    """Every container's systemd holds a handful of inotify instances, all
+    counted against root's fs.inotify.max_user_instances (128 by default):
+    past about 20 containers systemd fails to start ("Failed to connect to
+    bus"). Raise the limit for the run when root, else say what to do."""
+    path = "/proc/sys/fs/inotify/max_user_instances"
+    need = 16 * (n + 1) + 128
+    have = int(open(path).read())
+    if have >= need:
+        return
+    try:
+        with open(path, "w") as f:
+            f.write(str(need))
+        print("   fs.inotify.max_user_instances raised from %d to %d for %d containers" % (have, need, n + 1),
+              flush=True)
+    except OSError:
+        raise SystemExit("fs.inotify.max_user_instances is %d; %d containers need about %d: "
+                         "sysctl -w fs.inotify.max_user_instances=%d" % (have, n + 1, need, need))
+
+
 def main():
     sizes = [int(x) for x in os.environ.get("BENCH_SIZES", "6 12 24 48").split()]
     sets = os.environ.get("BENCH_SETS", "stock tuned mitogen").split()
@@ -120,6 +140,7 @@ def main():
         inv = inventory(n, d)
         try:
             print("== %d app hosts: starting the fleet" % n, flush=True)
+            inotify_room(n)
             play(inv, "sandbox/fleet-down.yml")
             r, wall, _ = play(inv, "sandbox/fleet-up.yml", {"ANSIBLE_FORKS": str(n + 2)})
             if r.returncode != 0:
