@@ -243,13 +243,6 @@ def _indent_after(text, offset):
     return "    "
 
 
-def real_path(stat):
-    """The file a stat result points to (lnk_source for a symlink)."""
-    if stat.get("islnk") and stat.get("lnk_source"):
-        return stat["lnk_source"]
-    return stat["path"]
-
-
 class FilterModule(object):
     def filters(self):
-        return {"dsr_nginx_plan": nginx_plan, "dsr_real_path": real_path}
+        return {"dsr_nginx_plan": nginx_plan}
