@@ -1,6 +1,8 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
-# Runs on the managed host: Python 2.7 and 3.6+.
+# Documentation only: the work is done by the action plugin of the same name
+# (plugins/action/dsr_commands.py), through the connection's shell, like
+# ansible.builtin.raw. No Python runs on the host for it.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
@@ -17,6 +19,11 @@ description:
     trip per item, this costs one per host. Meant for reads (C(ss), C(ip),
     C(sysctl), C(iptables-save)); it never reports a change and runs in
     check mode.
+  - An action plugin: the commands run through the connection's own
+    C(/bin/sh) (with become when the task has it), as one script whose output
+    comes back base64-framed. No Python starts on the host, so a read costs
+    the host a shell instead of a Python interpreter and Ansible's
+    module_utils. The host needs C(mktemp) and C(base64) (coreutils).
   - A command that exits non-zero, or cannot be found, fails the task unless
     I(allow_failure) is set; the message names the command. The entries
     carry no C(failed) key, since Ansible reads one in C(results) as the task's own.
@@ -49,42 +56,3 @@ results:
   type: list
   elements: dict
 """
-
-from ansible.module_utils.basic import AnsibleModule
-
-
-def run_all(run, commands, allow_failure):
-    """Run each argv with run(argv) -> (rc, out, err); return (results, error)."""
-    results = []
-    for argv in commands:
-        argv = [str(a) for a in argv]
-        try:
-            rc, out, err = run(argv)
-        except (OSError, IOError) as e:  # pragma: no cover - run_command catches these
-            rc, out, err = 127, "", str(e)
-        results.append({"cmd": argv, "rc": rc, "stdout": out, "stderr": err,
-                        "stdout_lines": out.splitlines()})
-        if rc != 0 and not allow_failure:
-            return results, "%s exited %d: %s" % (" ".join(argv), rc, (err or out).strip()[:500])
-    return results, None
-
-
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(commands=dict(type="list", elements="list", required=True),
-                           allow_failure=dict(type="bool", default=False)),
-        supports_check_mode=True)
-    if not module.params["commands"]:
-        module.fail_json(msg="commands is empty")
-
-    def run(argv):
-        return module.run_command(argv)
-
-    results, error = run_all(run, module.params["commands"], module.params["allow_failure"])
-    if error:
-        module.fail_json(msg=error, results=results, changed=False)
-    module.exit_json(changed=False, results=results)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,19 +1,27 @@
-"""dsr_commands, dsr_read_files and dsr_http_probe: the modules that turn a
+"""dsr_commands (an action plugin), dsr_read_files and dsr_http_probe: what turns a
 looped task into one round trip per host. Real processes, real files and a
 real HTTP server on loopback over IPv4 and IPv6; no mocks."""
 import base64
+import importlib.util
 import json
+import os
 import socket
 import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-import dsr_commands
 import dsr_http
 import dsr_http_probe
 import dsr_read_files
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The action plugin shares its name with the documentation module.
+_spec = importlib.util.spec_from_file_location("dsr_commands_action", os.path.join(ROOT, "plugins", "action", "dsr_commands.py"))
+dsr_commands_action = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(dsr_commands_action)
 
 def run(argv):
     try:
@@ -23,28 +31,79 @@ def run(argv):
     return p.returncode, p.stdout, p.stderr
 
 
-# --- dsr_commands -----------------------------------------------------------
+# --- dsr_commands (action plugin: one sh script, no Python on the host) -----
+
+def sh(commands, allow_failure=False):
+    """Run the action's script with a real /bin/sh, as the connection would."""
+    p = subprocess.run(["/bin/sh", "-c", dsr_commands_action.build_script(commands, allow_failure)],
+                       capture_output=True, text=True)
+    results = dsr_commands_action.parse_output(p.stdout, commands)
+    return results, dsr_commands_action.first_error(results, allow_failure)
+
 
 def test_commands_run_in_order_and_read_like_a_loop():
-    results, error = dsr_commands.run_all(run, [["echo", "one"], ["sh", "-c", "echo two >&2"]], False)
+    results, error = sh([["echo", "one"], ["sh", "-c", "echo two >&2"]])
     assert error is None
     assert [r["stdout"] for r in results] == ["one\n", ""]
     assert results[1]["stderr"] == "two\n"
     assert results[0]["cmd"] == ["echo", "one"] and results[0]["rc"] == 0
+    assert results[0]["stdout_lines"] == ["one"]
 
 
 def test_a_failing_command_stops_and_is_named():
-    results, error = dsr_commands.run_all(run, [["false"], ["echo", "never"]], False)
+    results, error = sh([["false"], ["echo", "never"]])
     assert len(results) == 1
     assert error.startswith("false exited 1")
 
 
 def test_allow_failure_keeps_going_and_leaves_no_failed_key():
     # Ansible reads `failed` inside `results` as the task's own failure.
-    results, error = dsr_commands.run_all(run, [["no-such-command-dsr"], ["echo", "ok"]], True)
+    results, error = sh([["no-such-command-dsr"], ["echo", "ok"]], allow_failure=True)
     assert error is None
-    assert results[0]["rc"] != 0 and results[1]["stdout"] == "ok\n"
+    assert results[0]["rc"] == 127 and "not found" in results[0]["stderr"]
+    assert results[1]["stdout"] == "ok\n"
     assert all("failed" not in r for r in results)
+
+
+def test_arguments_reach_the_command_unchanged_and_output_bytes_survive(tmp_path):
+    # Quotes, spaces, globs and $ are arguments, not shell; output lines that
+    # look like the framing, no trailing newline and non-UTF-8 bytes come back as written.
+    weird = ["it's", "a b", "*", "$HOME", "@@DSR-END", ""]
+    out_file = tmp_path / "out"
+    out_file.write_bytes(b"@@DSR 9 0\n@@ERR\n@@DSR-END\nno newline \xff")
+    results, error = sh([["printf", "%s|"] + weird, ["cat", str(out_file)]])
+    assert error is None
+    assert results[0]["stdout"] == "|".join(weird) + "|"
+    assert results[1]["stdout"].startswith("@@DSR 9 0\n@@ERR\n@@DSR-END\nno newline ")
+    assert results[1]["rc"] == 0
+
+
+def test_a_script_cut_short_is_an_error_not_an_empty_result():
+    with pytest.raises(ValueError, match="stopped before its end"):
+        dsr_commands_action.parse_output("@@DSR 0 0\nb25l\n@@ERR\n", [["echo", "one"]])
+
+
+def test_through_ansible_itself(tmp_path):
+    """The task as the playbooks run it: ansible's own executor and the local
+    connection, results registered like a looped command."""
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_HOME=str(tmp_path),
+               ANSIBLE_BECOME="False", ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json")
+    bin_dir = os.path.dirname(sys.executable)
+    args = json.dumps({"commands": [["echo", "one"], ["sh", "-c", "exit 3"]], "allow_failure": True})
+    p = subprocess.run([os.path.join(bin_dir, "ansible"), "localhost", "-c", "local", "-i", "localhost,",
+                        "-e", "ansible_python_interpreter=" + sys.executable, "-m", "dsr_commands", "-a", args],
+                       capture_output=True, text=True, env=env, cwd=ROOT)
+    assert p.returncode == 0, p.stdout + p.stderr
+    res = json.loads(p.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    assert [r["rc"] for r in res["results"]] == [0, 3]
+    assert res["results"][0]["stdout"] == "one\n" and res["changed"] is False
+    p = subprocess.run([os.path.join(bin_dir, "ansible"), "localhost", "-c", "local", "-i", "localhost,",
+                        "-e", "ansible_python_interpreter=" + sys.executable, "-m", "dsr_commands",
+                        "-a", json.dumps({"commands": [["sh", "-c", "echo boom >&2; exit 4"]]})],
+                       capture_output=True, text=True, env=env, cwd=ROOT)
+    assert p.returncode != 0
+    res = json.loads(p.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    assert res["failed"] is True and res["msg"] == "sh -c echo boom >&2; exit 4 exited 4: boom"
 
 
 # --- dsr_read_files ---------------------------------------------------------
@@ -196,6 +255,6 @@ def test_probe_no_answer_expected(servers):
 
 def test_modules_carry_documentation():
     import yaml
-    for mod in (dsr_commands, dsr_read_files, dsr_http_probe):
+    for mod in (dsr_read_files, dsr_http_probe):
         doc = yaml.safe_load(mod.DOCUMENTATION)
         assert doc["module"] == mod.__name__ and doc["options"]
