@@ -11,10 +11,18 @@ inventory) and times `rollout.yml` three ways, rolling back in between:
 then removes the fleet. It prints per size and setting: wall time,
 controller CPU seconds (user+sys of ansible-playbook and its children), the
 per-wave floor (the slowest host's drain, gunicorn restart and readiness in
-each wave, from the journal) and wall / floor. Every host is a container on
-this machine, so the hosts' own work (systemd, nginx, gunicorn, Python for
-each module) shares the controller's CPUs; the machine's load is printed
-with the figures.
+each wave, from the journal) and wall / floor.
+
+Every host is a container on this machine, so the hosts' own work (Python
+for each module, systemd, restarts) runs on the controller's CPUs. The CPU
+is therefore accounted too: the hosts' CPU seconds (their containers'
+cgroups), the rest of the machine's busy time (mostly the container
+runtime: dockerd, containerd and runc for every `docker exec`), and the CPU
+floor, busy CPU seconds / cores: the least wall time this machine allows
+for that much work, however well it is scheduled. Where the CPU floor is
+close to the wall time, the run is CPU-bound on this machine, and a fleet
+of separate hosts would not pay the hosts' and the runtime's share on the
+controller.
 
 Same waves for every size ([1, "50%", "100%"]: three waves), so the cost
 should grow with the waves, not the hosts. Bounded: BENCH_SIZES (default
@@ -39,6 +47,7 @@ BIN = os.path.dirname(sys.executable)
 IMAGES = ["dualstack-rollout/debian:11", "dualstack-rollout/debian:12", "dualstack-rollout/debian:13"]
 WAVES = [1, "50%", "100%"]
 DRAIN = 1
+CORES = os.cpu_count()
 SETTINGS = {
     "stock": lambda n: {"ANSIBLE_FORKS": "5", "ANSIBLE_PIPELINING": "False"},
     "tuned": lambda n: {"ANSIBLE_FORKS": str(n + 2)},
@@ -64,6 +73,37 @@ def inventory(n, d):
     with open(path, "w") as f:
         json.dump(inv, f)  # JSON is YAML
     return path
+
+
+def machine_busy():
+    """CPU seconds the whole machine has been busy (all cores), from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def container_cgroups(names):
+    """cpu.stat of each named container, for cgroup v2 (systemd or cgroupfs
+    driver) and the v1 hybrid layout; missing ones are left out."""
+    r = subprocess.run(["docker", "inspect", "-f", "{{.Id}}"] + list(names), capture_output=True, text=True)
+    paths = []
+    for cid in r.stdout.split():
+        for pat in ("/sys/fs/cgroup/system.slice/docker-%s.scope/cpu.stat", "/sys/fs/cgroup/docker/%s/cpu.stat",
+                    "/sys/fs/cgroup/unified/docker/%s/cpu.stat"):
+            if os.path.exists(pat % cid):
+                paths.append(pat % cid)
+                break
+    return paths
+
+
+def cgroup_cpu(paths):
+    total = 0.0
+    for p in paths:
+        with open(p) as f:
+            for line in f:
+                if line.startswith("usage_usec"):
+                    total += int(line.split()[1]) / 1e6
+    return total
 
 
 def play(inv, playbook, extra_env=None, extra_args=(), timeout=3600):
@@ -147,6 +187,11 @@ def main():
                 print(failure(r))
                 raise SystemExit("fleet of %d did not start" % n)
             print("   fleet up in %.0f s" % wall, flush=True)
+            cgroups = container_cgroups(json.load(open(inv))["all"]["children"]["app_hosts"]["hosts"].keys()
+                                        | {"dsr-scale-lb"})
+            if len(cgroups) != n + 1:
+                print("   (the cgroups of %d of %d containers were not found: hosts' CPU is partial)"
+                      % (n + 1 - len(cgroups), n + 1), flush=True)
             todo = [s for s in sets if not (s == "stock" and n > stock_max)]
             for k, name in enumerate(todo):
                 if k:
@@ -156,28 +201,38 @@ def main():
                         raise SystemExit("rollback on %d hosts failed" % n)
                     print("   (rolled back in %.0f s)" % rb_wall, flush=True)
                 journal = os.path.join(d, "journal-" + name)
+                busy0, hosts0 = machine_busy(), cgroup_cpu(cgroups)
                 r, wall, cpu = play(inv, "rollout.yml", SETTINGS[name](n), ["-e", "dsr_journal_dir=" + journal])
+                busy, hosts = machine_busy() - busy0, cgroup_cpu(cgroups) - hosts0
                 ok = r.returncode == 0
                 fl, waves = floor_seconds(journal) if ok else (float("nan"), 0)
-                rows.append((n, name, wall, cpu, fl, waves, ok))
-                print("   %-6s rollout %s in %.1f s (cpu %.1f s, floor %.1f s over %d waves)"
-                      % (name, "ok" if ok else "FAILED", wall, cpu, fl, waves), flush=True)
+                rows.append((n, name, wall, cpu, fl, waves, ok, hosts, busy - cpu - hosts, busy / CORES))
+                print("   %-6s rollout %s in %.1f s (cpu %.1f s controller, %.1f s hosts, %.1f s other; "
+                      "floor %.1f s over %d waves, CPU floor %.1f s)"
+                      % (name, "ok" if ok else "FAILED", wall, cpu, hosts, busy - cpu - hosts, fl, waves, busy / CORES),
+                      flush=True)
                 if not ok:
                     print(failure(r))
         finally:
             play(inv, "sandbox/fleet-down.yml")
     print()
-    print("%5s  %-6s %9s %9s %9s %11s %s" % ("hosts", "set", "wall_s", "cpu_s", "floor_s", "wall/floor", "ok"))
-    for n, name, wall, cpu, fl, waves, ok in rows:
-        print("%5d  %-6s %9.1f %9.1f %9.1f %11.2f %s" % (n, name, wall, cpu, fl, wall / fl if fl else 0, ok))
-    by = {(n, s): w for n, s, w, _, _, _, ok in rows if ok}
+    print("%5s  %-7s %8s %8s %8s %8s %8s %10s %10s %s" % (
+        "hosts", "set", "wall_s", "cpu_s", "hosts_s", "other_s", "floor_s", "wall/floor", "cpufloor_s", "ok"))
+    for n, name, wall, cpu, fl, waves, ok, hosts, other, cpufloor in rows:
+        print("%5d  %-7s %8.1f %8.1f %8.1f %8.1f %8.1f %10.2f %10.1f %s" % (
+            n, name, wall, cpu, hosts, other, fl, wall / fl if fl else 0, cpufloor, ok))
+    print("cpu_s: controller (ansible-playbook and children); hosts_s: the containers' cgroups; other_s: the rest of")
+    print("the machine's busy time (container runtime); cpufloor_s: (cpu+hosts+other) / %d cores." % CORES)
+    by = {(n, s): w for n, s, w, _, _, _, ok, _, _, _ in rows if ok}
+    cpufl = {(n, s): c for n, s, _, _, _, _, ok, _, _, c in rows if ok}
     for n in sizes:
         for fast in ("tuned", "mitogen"):
             if (n, "stock") in by and (n, fast) in by:
                 print("%d hosts: %s is %.2fx faster than stock" % (n, fast, by[(n, "stock")] / by[(n, fast)]))
     for s in ("tuned", "mitogen"):
         if (48, s) in by and (12, s) in by:
-            print("48 vs 12 hosts (%s, same waves): %.2fx the wall time" % (s, by[(48, s)] / by[(12, s)]))
+            print("48 vs 12 hosts (%s, same waves): %.2fx the wall time; the CPU floor grew %.2fx"
+                  % (s, by[(48, s)] / by[(12, s)], cpufl[(48, s)] / cpufl[(12, s)]))
     print("machine after: load average %s" % " ".join("%.2f" % x for x in os.getloadavg()))
 
 
