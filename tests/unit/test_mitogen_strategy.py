@@ -14,17 +14,23 @@ PLAY = r"""
   connection: local
   gather_facts: false
   tasks:
-    - name: Several reads in one module call
+    - name: Several reads in one call (an action plugin, through the connection's shell)
       dsr_commands:
         commands: [[echo, one], [uname, -s]]
       register: reads
+    - name: Files read by one of the project's Python modules, on the host's interpreter
+      dsr_read_files:
+        paths: [/proc/sys/kernel/ostype]
+      register: files
     - name: The process that runs the tasks (Mitogen names its interpreters)
       ansible.builtin.shell: tr '\0' ' ' < /proc/$PPID/cmdline
       register: parent
       changed_when: false
     - name: Record it
       ansible.builtin.copy:
-        content: "{{ {'parent': parent.stdout, 'out': reads.results | map(attribute='stdout') | list} | to_json }}"
+        content: >-
+          {{ {'parent': parent.stdout, 'out': reads.results | map(attribute='stdout') | list,
+              'files': files.files | map(attribute='content') | map('b64decode') | list} | to_json }}
         dest: "{{ out }}"
         mode: "0600"
 """
@@ -47,5 +53,6 @@ def test_mitogen_linear_runs_the_project_modules(tmp_path):
     mitogen = run(tmp_path, "mitogen_linear")
     stock = run(tmp_path, "linear")
     assert mitogen["out"] == stock["out"] == ["one\n", "Linux\n"]
+    assert mitogen["files"] == stock["files"] == ["Linux\n"]
     assert "(mitogen:" in mitogen["parent"]
     assert "mitogen" not in stock["parent"]
