@@ -19,7 +19,7 @@ description:
     trip per item, this costs one per host. Meant for reads (C(ss), C(ip),
     C(sysctl), C(iptables-save)); it never reports a change and runs in
     check mode.
-  - An action plugin: the commands run through the connection's own
+  - An action plugin, so the commands run through the connection's own
     C(/bin/sh) (with become when the task has it), as one script whose output
     comes back base64-framed. No Python starts on the host, so a read costs
     the host a shell instead of a Python interpreter and Ansible's

@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
+import dsr_commands  # documentation only (the work is the action plugin's)
 import dsr_http
 import dsr_http_probe
 import dsr_read_files
@@ -22,14 +23,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 _spec = importlib.util.spec_from_file_location("dsr_commands_action", os.path.join(ROOT, "plugins", "action", "dsr_commands.py"))
 dsr_commands_action = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(dsr_commands_action)
-
-def run(argv):
-    try:
-        p = subprocess.run(argv, capture_output=True, text=True)
-    except FileNotFoundError as e:
-        return 2, "", str(e)
-    return p.returncode, p.stdout, p.stderr
-
 
 # --- dsr_commands (action plugin: one sh script, no Python on the host) -----
 
@@ -83,26 +76,27 @@ def test_a_script_cut_short_is_an_error_not_an_empty_result():
         dsr_commands_action.parse_output("@@DSR 0 0\nb25l\n@@ERR\n", [["echo", "one"]])
 
 
+def adhoc_dsr_commands(tmp_path, args):
+    """`ansible localhost -m dsr_commands -a ARGS` over the local connection:
+    (exit code, the task's result)."""
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_HOME=str(tmp_path),
+               ANSIBLE_BECOME="False", ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json")
+    p = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible"), "localhost", "-c", "local",
+                        "-i", "localhost,", "-e", "ansible_python_interpreter=" + sys.executable,
+                        "-m", "dsr_commands", "-a", json.dumps(args)],
+                       capture_output=True, text=True, env=env, cwd=ROOT)
+    return p.returncode, json.loads(p.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
+
+
 def test_through_ansible_itself(tmp_path):
     """The task as the playbooks run it: ansible's own executor and the local
     connection, results registered like a looped command."""
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_HOME=str(tmp_path),
-               ANSIBLE_BECOME="False", ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json")
-    bin_dir = os.path.dirname(sys.executable)
-    args = json.dumps({"commands": [["echo", "one"], ["sh", "-c", "exit 3"]], "allow_failure": True})
-    p = subprocess.run([os.path.join(bin_dir, "ansible"), "localhost", "-c", "local", "-i", "localhost,",
-                        "-e", "ansible_python_interpreter=" + sys.executable, "-m", "dsr_commands", "-a", args],
-                       capture_output=True, text=True, env=env, cwd=ROOT)
-    assert p.returncode == 0, p.stdout + p.stderr
-    res = json.loads(p.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    rc, res = adhoc_dsr_commands(tmp_path, {"commands": [["echo", "one"], ["sh", "-c", "exit 3"]], "allow_failure": True})
+    assert rc == 0, res
     assert [r["rc"] for r in res["results"]] == [0, 3]
     assert res["results"][0]["stdout"] == "one\n" and res["changed"] is False
-    p = subprocess.run([os.path.join(bin_dir, "ansible"), "localhost", "-c", "local", "-i", "localhost,",
-                        "-e", "ansible_python_interpreter=" + sys.executable, "-m", "dsr_commands",
-                        "-a", json.dumps({"commands": [["sh", "-c", "echo boom >&2; exit 4"]]})],
-                       capture_output=True, text=True, env=env, cwd=ROOT)
-    assert p.returncode != 0
-    res = json.loads(p.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    rc, res = adhoc_dsr_commands(tmp_path, {"commands": [["sh", "-c", "echo boom >&2; exit 4"]]})
+    assert rc != 0
     assert res["failed"] is True and res["msg"] == "sh -c echo boom >&2; exit 4 exited 4: boom"
 
 
@@ -255,6 +249,18 @@ def test_probe_no_answer_expected(servers):
 
 def test_modules_carry_documentation():
     import yaml
-    for mod in (dsr_read_files, dsr_http_probe):
+    for mod in (dsr_commands, dsr_read_files, dsr_http_probe):
         doc = yaml.safe_load(mod.DOCUMENTATION)
         assert doc["module"] == mod.__name__ and doc["options"]
+
+
+def test_dsr_commands_documentation_matches_the_action():
+    """The module file is documentation only: its options must be the ones
+    the action plugin validates, with the same types and defaults."""
+    import yaml
+    doc = yaml.safe_load(dsr_commands.DOCUMENTATION)["options"]
+    spec = dsr_commands_action.ARGUMENT_SPEC
+    assert sorted(doc) == sorted(spec)
+    for name, opt in spec.items():
+        for key in ("type", "elements", "required", "default"):
+            assert doc[name].get(key) == opt.get(key), (name, key)
