@@ -1,0 +1,521 @@
+"""What the host listens on is the contract (filter plugin).
+
+The plan (gunicorn discovery, nginx's configuration as read) is a
+hypothesis about a host; the sockets its services hold are the truth. These
+functions compare the two before anything changes, and compare the host
+after a change with the host before it, never with the plan:
+
+  dsr_listener_owners     who holds each listening socket: a gunicorn
+                          service (systemd unit, or supervisord program by
+                          process ancestry), nginx, or nobody we manage
+  dsr_live_mismatches     preflight: the binds each running service is
+                          believed to have against what it holds now
+  dsr_contract_problems   after a change: every listener from before is
+                          still there (same address, port, owner), and every
+                          public IPv4 listener has its IPv6 twin
+  dsr_ipv4_public         the IPv4 listeners a peer can reach (what must keep
+                          answering), and the request targets for them
+  dsr_run_states          the run state of each service (systemctl show,
+                          supervisorctl status) and the differences from before
+  dsr_kernel_restore      the sysctl writes that put disable_ipv6 and
+                          bindv6only back at run time, in a safe order
+
+Owners are labels: a systemd unit name (`app.service`), `supervisor:NAME`
+for a supervisord program, and `nginx.service`.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+
+try:
+    from ansible.errors import AnsibleFilterError
+except ImportError:  # pragma: no cover
+    class AnsibleFilterError(Exception):
+        pass
+
+NGINX = "nginx.service"
+
+
+# --- processes and owners -------------------------------------------------
+
+def process_table(text):
+    """{pid: ppid} from `ps -e -o pid=,ppid=`."""
+    table = {}
+    for line in (text or "").splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit():
+            table[int(parts[0])] = int(parts[1])
+    return table
+
+
+def _descends(pid, ancestor, table):
+    seen = set()
+    while pid and pid not in seen:
+        if pid == ancestor:
+            return True
+        seen.add(pid)
+        pid = table.get(pid)
+    return False
+
+
+def _svc_pid(svc):
+    try:
+        return int(svc.get("pid") or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def owner_of(listener, services, table=None):
+    """The owner label of one parsed listener (dsr_ss_listeners), or None.
+
+    The socket's systemd unit (`cgroup:` of `ss -e`) names a systemd
+    service exactly; a supervisord program shares supervisord's unit, so it
+    is found by process ancestry (a socket held by the program's process or
+    one of its descendants). Old ss prints no cgroup: then ancestry decides
+    for systemd services too (their MainPID), and the process name for nginx.
+    """
+    table = table or {}
+    pids = [p["pid"] for p in listener.get("processes") or []]
+    unit = listener.get("unit")
+    for svc in services or []:
+        if svc.get("manager", "systemd") == "systemd" and unit and unit == svc.get("unit"):
+            return svc["unit"]
+    for svc in services or []:
+        spid = _svc_pid(svc)
+        if spid and any(_descends(p, spid, table) for p in pids):
+            return svc["unit"]
+    if unit == NGINX:
+        return NGINX
+    names = [p["name"] for p in listener.get("processes") or []]
+    if not unit and names and all(n == "nginx" for n in names):
+        return NGINX
+    return None
+
+
+def listener_owners(listeners, services=None, ps_text="", extra_units=()):
+    """Each listener with an `owner` key (None when no managed service holds it).
+
+    `extra_units`: other systemd units to recognise by cgroup (for example a
+    stopped gunicorn's unit, so that a socket it should not hold is seen)."""
+    table = process_table(ps_text) if isinstance(ps_text, str) else dict(ps_text or {})
+    services = list(services or []) + [{"unit": u, "manager": "systemd"} for u in extra_units or []]
+    out = []
+    for l in listeners or []:
+        item = dict(l)
+        item["owner"] = owner_of(l, services, table)
+        out.append(item)
+    return out
+
+
+def _fmt(address, port):
+    return ("[%s]:%s" if ":" in address else "%s:%s") % (address, port)
+
+
+def owned_summary(listeners, owners=None):
+    """Sorted unique "ADDR:PORT v6only=X owner" strings of owned listeners
+    (only those of `owners` when given). v6only is part of what a service
+    holds: a dual `*:P` and a v6only `[::]:P` serve different families."""
+    out = set()
+    for l in listeners or []:
+        if not l.get("owner") or (owners is not None and l["owner"] not in owners):
+            continue
+        v6 = "" if l["family"] == 4 else " v6only=%s" % ("?" if l.get("v6only") is None else l["v6only"])
+        out.add("%s%s %s" % (_fmt(l["address"], l["port"]), v6, l["owner"]))
+    return sorted(out)
+
+
+# --- gunicorn's bind strings ----------------------------------------------
+
+def parse_gunicorn_bind(text):
+    """(kind, host, port) the way gunicorn's util.parse_address reads a bind:
+    kind 'unix' (host = path), 'fd', or 'tcp' (host lower-cased, '' -> 0.0.0.0,
+    default port 8000)."""
+    s = str(text).strip()
+    if re.match(r"^unix:(//)?", s):
+        return ("unix", re.split(r"unix:(?://)?", s)[-1], None)
+    if s.startswith("fd://"):
+        return ("fd", s[5:], None)
+    if s.startswith("tcp://"):
+        s = s[len("tcp://"):]
+    host, port = s, "8000"
+    if "[" in s and "]" in s:
+        host = s.split("]")[0][1:]
+        port = (s.split("]:") + ["8000"])[1]
+    elif ":" in s:
+        host, port = (s.split(":") + ["8000"])[:2]
+    if host == "":
+        host = "0.0.0.0"
+    if not str(port).isdigit():
+        raise AnsibleFilterError("bind %r: %r is not a port" % (text, port))
+    return ("tcp", host.lower(), int(port))
+
+
+def _ip(host):
+    try:
+        return ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return None
+
+
+def believed_tcp(binds, resolved=None):
+    """{(address, port)} a bind list means, names resolved as gunicorn does
+    (IPv4 only); raises on a name the host does not resolve."""
+    out = set()
+    for b in binds or []:
+        kind, host, port = parse_gunicorn_bind(b)
+        if kind != "tcp":
+            continue
+        ip = _ip(host)
+        if ip is None:
+            addr = (resolved or {}).get(host)
+            if not addr:
+                raise AnsibleFilterError("bind %r: the host does not resolve %r to an IPv4 address" % (b, host))
+            ip = ipaddress.ip_address(addr)
+        out.add((str(ip), port))
+    return out
+
+
+def unix_listening(ss_x_text):
+    """Paths of listening unix stream sockets in `ss -lxn` output."""
+    paths = set()
+    for line in (ss_x_text or "").splitlines():
+        f = line.split()
+        if len(f) < 5 or "LISTEN" not in f[:2]:
+            continue
+        for tok in f[4:]:
+            if tok.startswith("/") or tok.startswith("@"):
+                paths.add(tok)
+                break
+    return paths
+
+
+# --- preflight: the plan against the live sockets -------------------------
+
+def _counterparts(address, interfaces):
+    ip = ipaddress.ip_address(address)
+    if ip.is_unspecified:
+        return ["::"]
+    if ip.is_loopback:
+        return ["::1"]
+    return [str(ipaddress.ip_address(a)) for a in (interfaces or {}).get(address, [])]
+
+
+def live_mismatches(services, listeners, nginx_plan=None, nginx_active=False, ss_x_text="",
+                    resolved=None, interfaces=None, ctx=None):
+    """Preflight: what the plan believes against what the host holds.
+
+    services    running gunicorn services (discovery's dicts: unit, binds)
+    listeners   parsed listeners with `owner` (dsr_listener_owners)
+    nginx_plan  dsr_nginx_plan's result (its `listens`: the IPv6 listens
+                the configuration will have, existing ones included)
+    Returns one message per service whose plan and sockets differ.
+    """
+    host = (ctx or {}).get("host")
+    where = "host %s: " % host if host else ""
+    problems = []
+    unix_paths = None
+    for svc in services or []:
+        unit = svc["unit"]
+        try:
+            believed = believed_tcp(svc.get("binds") or ["127.0.0.1:8000"], resolved)
+        except AnsibleFilterError as e:
+            problems.append("%s%s: %s" % (where, unit, e))
+            continue
+        held = set((l["address"], l["port"]) for l in listeners if l.get("owner") == unit)
+        if believed != held:
+            problems.append(
+                "%sthe plan believes %s listens on %s; it listens on %s (ss). Its bind comes from a source "
+                "the discovery did not read: make the unit state it (--bind), or leave the service out "
+                "(gunicorn_dualstack__skip_services)"
+                % (where, unit, ", ".join(_fmt(a, p) for a, p in sorted(believed)) or "nothing",
+                   ", ".join(_fmt(a, p) for a, p in sorted(held)) or "nothing"))
+        for b in svc.get("binds") or []:
+            kind, path, _ = parse_gunicorn_bind(b)
+            if kind == "unix":
+                if unix_paths is None:
+                    unix_paths = unix_listening(ss_x_text)
+                if path not in unix_paths:
+                    problems.append("%sthe plan believes %s listens on unix:%s; no unix socket listens there (ss -lx)"
+                                    % (where, unit, path))
+    if nginx_active and nginx_plan is not None:
+        mine = [l for l in listeners if l.get("owner") == NGINX]
+        v4 = set((l["address"], l["port"]) for l in mine if l["family"] == 4)
+        v6 = set((l["address"], l["port"]) for l in mine if l["family"] == 6)
+        planned = set((l["address"], int(l["port"])) for l in nginx_plan.get("listens", []))
+        for a, p in sorted(v4):
+            twins = set((t, p) for t in _counterparts(a, interfaces))
+            if not (twins & (planned | v6)):
+                problems.append(
+                    "%snginx listens on %s (ss), but its configuration as read has no listen for it, so it would "
+                    "get no IPv6 twin; name the file that holds it in nginx_dualstack__files, or reload nginx if "
+                    "its configuration changed since it started" % (where, _fmt(a, p)))
+        for t, p in sorted(planned):
+            sources = [a for a, q in v4 if q == p and t in _counterparts(a, interfaces)]
+            if not sources and (t, p) not in v6:
+                problems.append(
+                    "%snginx's configuration as read has a listen on port %d that nginx does not hold now (ss); "
+                    "reload nginx so that it runs the configuration on disk, or check nginx_dualstack__files"
+                    % (where, p))
+    return problems
+
+
+# --- after a change: nothing lost, every public IPv4 listener twinned -----
+
+def _parse_summary(item):
+    """'ADDR:PORT [v6only=X] OWNER' -> (address, port, v6only or None, owner)."""
+    parts = item.split(" ")
+    addr, port = parts[0].rsplit(":", 1)
+    address = addr[1:-1] if addr.startswith("[") else addr
+    v6only = None
+    rest = parts[1:]
+    if rest and rest[0].startswith("v6only="):
+        v = rest[0].split("=", 1)[1]
+        v6only = None if v == "?" else int(v)
+        rest = rest[1:]
+    return address, int(port), v6only, " ".join(rest)
+
+
+def contract_problems(before, after, interfaces=None, not_migrated=None, ctx=None, require_dual=True):
+    """Compare the owned listeners after a change with those before it.
+
+    before, after   owned_summary lists (or listener dicts with `owner`)
+    interfaces      {ipv4: [global ipv6 of its interface]}
+    not_migrated    [{address, port, owner, reason}] the tool decided to
+                    leave IPv4-only (named, never counted as done)
+    require_dual    False for a restore / rollback: only "nothing lost"
+
+    Nothing lost: each listener from before still exists with the same
+    address, port and owner; an IPv4 wildcard also counts as kept by a
+    dual-stack [::] socket of the same owner (one socket serving both).
+    Dual-stack: 0.0.0.0:P has [::]:P, 127.x:P has [::1]:P, A:P has the
+    global IPv6 of A's interface, each held by the same owner.
+    """
+    host = (ctx or {}).get("host")
+    where = "host %s: " % host if host else ""
+    b = [_parse_summary(x) if isinstance(x, str) else x for x in before or []]
+    a = [_parse_summary(x) if isinstance(x, str) else x for x in after or []]
+    have = set((ad, p, o) for ad, p, _, o in a)
+    dual = set((p, o) for ad, p, v6, o in a if ad == "::" and v6 == 0)
+    skip = dict(((n["address"], int(n["port"]), n["owner"]), n.get("reason", "")) for n in not_migrated or [])
+    problems = []
+    for ad, p, v6, o in b:
+        if (ad, p, o) in have or (ad == "0.0.0.0" and (p, o) in dual):
+            continue
+        problems.append("%s%s no longer listens on %s (it did before)" % (where, o, _fmt(ad, p)))
+    if not require_dual:
+        return problems
+    for ad, p, v6, o in b:
+        if ":" in ad or (ad, p, o) in skip:
+            continue
+        twins = _counterparts(ad, interfaces)
+        if not twins:
+            problems.append("%s%s listens on %s, and its interface has no global IPv6 address for a twin"
+                            % (where, o, _fmt(ad, p)))
+            continue
+        if ad == "0.0.0.0" and (p, o) in dual:
+            continue
+        if not any((t, p, o) in have for t in twins):
+            problems.append("%s%s listens on %s but not on %s: not dual-stack"
+                            % (where, o, _fmt(ad, p), " or ".join(_fmt(t, p) for t in twins)))
+    return problems
+
+
+def ipv4_public(summary, addresses=None):
+    """The peer's IPv4 request targets, [{address, port, owner}], for the
+    public IPv4 listeners in an owned summary: a wildcard is requested on
+    each of `addresses` (the host's global IPv4), a specific address on
+    itself; loopback is left out (a peer cannot reach it)."""
+    out = []
+    for ad, p, _, o in (_parse_summary(x) for x in summary or []):
+        if ":" in ad:
+            continue
+        ip = ipaddress.ip_address(ad)
+        if ip.is_loopback:
+            continue
+        for target in (addresses or []) if ip.is_unspecified else [ad]:
+            item = {"address": target, "port": p, "owner": o}
+            if item not in out:
+                out.append(item)
+    return out
+
+
+def ipv6_public(summary, interfaces=None, addresses6=None):
+    """IPv6 targets for the public IPv4 listeners of a summary taken
+    before: [::] twins on each of `addresses6`, specific ones on their twin."""
+    out = []
+    for ad, p, _, o in (_parse_summary(x) for x in summary or []):
+        if ":" in ad or ipaddress.ip_address(ad).is_loopback:
+            continue
+        targets = addresses6 or [] if ad == "0.0.0.0" else _counterparts(ad, interfaces)
+        for t in targets:
+            item = {"address": t, "port": p, "owner": o}
+            if item not in out:
+                out.append(item)
+    return out
+
+
+def answered(results, targets):
+    """The targets whose request got any HTTP answer (dsr_http_probe results
+    in the same order as the targets)."""
+    return [t for t, r in zip(targets or [], results or []) if int(r.get("status", -1)) != -1]
+
+
+def probe_urls(targets, path="/", expect="any"):
+    """dsr_http_probe requests for [{address, port}] targets."""
+    out = []
+    for t in targets or []:
+        host = "[%s]" % t["address"] if ":" in t["address"] else t["address"]
+        out.append({"url": "http://%s:%d%s" % (host, int(t["port"]), path), "expect": expect})
+    return out
+
+
+# --- run states ------------------------------------------------------------
+
+def systemctl_states(text):
+    """{unit: {active, enabled, state, unit_file_state, load}} from
+    `systemctl show -p Id,ActiveState,SubState,UnitFileState,LoadState U...`."""
+    out = {}
+    for block in re.split(r"\n\s*\n", text or ""):
+        d = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        if d.get("Id"):
+            out[d["Id"]] = {
+                "active": d.get("ActiveState") in ("active", "reloading", "activating"),
+                "enabled": d.get("UnitFileState") in ("enabled", "enabled-runtime", "static", "alias", "indirect",
+                                                      "generated"),
+                "state": d.get("ActiveState", ""),
+                "unit_file_state": d.get("UnitFileState", ""),
+                "load": d.get("LoadState", ""),
+            }
+    return out
+
+
+def supervisor_states(text):
+    """{'supervisor:NAME': {active, state, pid}} from `supervisorctl status`."""
+    out = {}
+    for line in (text or "").splitlines():
+        f = line.split()
+        if len(f) < 2:
+            continue
+        m = re.search(r"pid (\d+)", line)
+        out["supervisor:" + f[0]] = {"active": f[1] in ("RUNNING", "STARTING", "BACKOFF"), "state": f[1],
+                                     "pid": int(m.group(1)) if m else 0}
+    return out
+
+
+def run_states(services, systemctl_text="", supervisor_text=""):
+    """[{owner, manager, active, enabled, state}] for the given services
+    ({unit, manager}) from the two reads."""
+    sd = systemctl_states(systemctl_text)
+    sv = supervisor_states(supervisor_text)
+    out = []
+    for svc in services or []:
+        unit, manager = svc["unit"], svc.get("manager", "systemd")
+        if manager == "supervisor":
+            s = sv.get(unit if unit.startswith("supervisor:") else "supervisor:" + unit)
+            out.append({"owner": unit, "manager": manager, "active": bool(s and s["active"]),
+                        "enabled": svc.get("enabled"), "state": s["state"] if s else "unknown"})
+        else:
+            s = sd.get(unit)
+            out.append({"owner": unit, "manager": manager, "active": bool(s and s["active"]),
+                        "enabled": bool(s and s["enabled"]), "state": s["state"] if s else "unknown"})
+    return out
+
+
+def run_state_problems(before, now, ctx=None):
+    """Differences in active / enabled between two run_states lists."""
+    host = (ctx or {}).get("host")
+    where = "host %s: " % host if host else ""
+    now_by = dict((s["owner"], s) for s in now or [])
+    problems = []
+    for s in before or []:
+        n = now_by.get(s["owner"])
+        if n is None:
+            problems.append("%s%s: its run state could not be read" % (where, s["owner"]))
+            continue
+        if bool(n["active"]) != bool(s["active"]):
+            problems.append("%s%s is %s; before the rollout it was %s"
+                            % (where, s["owner"], n["state"], s["state"]))
+        if s["manager"] == "systemd" and bool(n.get("enabled")) != bool(s.get("enabled")):
+            problems.append("%s%s is %s; before the rollout it was %s"
+                            % (where, s["owner"], "enabled" if n.get("enabled") else "not enabled",
+                               "enabled" if s.get("enabled") else "not enabled"))
+    return problems
+
+
+# --- kernel values at run time -----------------------------------------------
+
+_KERNEL_KEY = re.compile(r"^net\.ipv6\.(bindv6only|conf\.[^.]+\.disable_ipv6)$")
+
+
+def kernel_values(text):
+    """{key: 'value'} of bindv6only and every disable_ipv6 key from `sysctl` output."""
+    out = {}
+    for line in (text or "").splitlines():
+        if "=" not in line:
+            continue
+        k, v = [x.strip() for x in line.split("=", 1)]
+        if _KERNEL_KEY.match(k):
+            out[k] = v
+    return out
+
+
+def kernel_restore(before, now):
+    """The `sysctl -w` arguments that put the run-time values of `before`
+    back, in order, and the keys that cannot be put back without harm.
+
+    Writing net.ipv6.conf.all.disable_ipv6 sets every interface: it is
+    written only when every interface had that same value before (then it
+    restores them all at once, the usual "IPv6 off" host). Otherwise the
+    interfaces are written one by one and `all` stays as it is: writing it
+    would switch interfaces that had IPv6 on off again, and a re-enabled
+    interface does not get its addresses back until its network
+    configuration is reapplied. `default` only affects interfaces created
+    later and is always safe. An interface that no longer exists is skipped.
+    """
+    before = dict(before or {})
+    now = dict(now or {})
+    writes, kept = [], []
+    all_key, def_key = "net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"
+    ifaces = sorted(k for k in before if k.endswith(".disable_ipv6") and k not in (all_key, def_key) and k in now)
+    state = dict(now)
+    if all_key in before and before[all_key] != now.get(all_key):
+        if all(before[k] == before[all_key] for k in ifaces):
+            writes.append("%s=%s" % (all_key, before[all_key]))
+            for k in ifaces:
+                state[k] = before[all_key]
+        else:
+            kept.append(all_key)
+    for k in ifaces:
+        if state.get(k) != before[k]:
+            writes.append("%s=%s" % (k, before[k]))
+    for k in (def_key, "net.ipv6.bindv6only"):
+        if k in before and k in now and before[k] != now[k]:
+            writes.append("%s=%s" % (k, before[k]))
+    return {"writes": writes, "kept": kept}
+
+
+def kernel_problems(before, now, kept=(), ctx=None):
+    host = (ctx or {}).get("host")
+    where = "host %s: " % host if host else ""
+    return ["%s%s is %s at run time; before the rollout it was %s" % (where, k, now.get(k), v)
+            for k, v in sorted((before or {}).items()) if k in (now or {}) and now[k] != v and k not in kept]
+
+
+class FilterModule(object):
+    def filters(self):
+        return {
+            "dsr_listener_owners": listener_owners,
+            "dsr_owned_summary": owned_summary,
+            "dsr_live_mismatches": live_mismatches,
+            "dsr_contract_problems": contract_problems,
+            "dsr_ipv4_public": ipv4_public,
+            "dsr_ipv6_public": ipv6_public,
+            "dsr_answered": answered,
+            "dsr_probe_urls": probe_urls,
+            "dsr_run_states": run_states,
+            "dsr_run_state_problems": run_state_problems,
+            "dsr_kernel_values": kernel_values,
+            "dsr_kernel_restore": kernel_restore,
+            "dsr_kernel_problems": kernel_problems,
+        }
