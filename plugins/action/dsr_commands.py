@@ -24,26 +24,35 @@ from ansible.plugins.action import ActionBase
 ARGUMENT_SPEC = dict(
     commands=dict(type="list", elements="list", required=True),
     allow_failure=dict(type="bool", default=False),
+    names=dict(type="list", elements="str", default=[]),
+    timeout=dict(type="int", default=60),
 )
+
+# coreutils' `timeout` exits 124 when it had to stop the command.
+TIMED_OUT = 124
 
 # Lines that start with '@' are never base64 (A-Z a-z 0-9 + / =).
 _CMD, _ERR, _END = "@@DSR", "@@ERR", "@@DSR-END"
 _NO_TOOL = "@@DSR-MISSING"
 
 
-def build_script(commands, allow_failure):
+def build_script(commands, allow_failure, timeout=0):
     """The POSIX sh script that runs `commands` (lists of arguments, no
     shell) in order; unless allow_failure it stops after the first one that
-    exits non-zero, as the results then end there."""
+    exits non-zero, as the results then end there. With a timeout, each
+    command runs under coreutils' `timeout` (TERM, then KILL 5 s later), so
+    no read can hang a host's run."""
+    tools = "mktemp base64" + (" timeout" if timeout else "")
     lines = [
         "export LC_ALL=C",
-        "for t in mktemp base64; do command -v $t >/dev/null 2>&1 || { echo '%s '$t; exit 0; }; done" % _NO_TOOL,
+        "for t in %s; do command -v $t >/dev/null 2>&1 || { echo '%s '$t; exit 0; }; done" % (tools, _NO_TOOL),
         'd=$(mktemp -d) || exit 125',
         "trap 'rm -rf \"$d\"' EXIT",
     ]
+    prefix = "timeout -k 5 %d " % int(timeout) if timeout else ""
     for i, argv in enumerate(commands):
         lines += [
-            '{ %s; } >"$d/o" 2>"$d/e" </dev/null; rc=$?' % " ".join(shlex.quote(str(a)) for a in argv),
+            '{ %s%s; } >"$d/o" 2>"$d/e" </dev/null; rc=$?' % (prefix, " ".join(shlex.quote(str(a)) for a in argv)),
             "echo '%s %d '$rc" % (_CMD, i),
             'base64 <"$d/o"',
             "echo '%s'" % _ERR,
@@ -88,8 +97,12 @@ def parse_output(stdout, commands):
     return out
 
 
-def first_error(results, allow_failure):
-    """The message of the first command that exited non-zero, or None."""
+def first_error(results, allow_failure, timeout=0):
+    """The message of the first command that timed out (always an error) or,
+    unless allow_failure, exited non-zero; None when there is none."""
+    for r in results:
+        if timeout and r["rc"] == TIMED_OUT:
+            return "%s timed out after %d s" % (" ".join(r["cmd"]), timeout)
     if allow_failure:
         return None
     for r in results:
@@ -109,14 +122,20 @@ class ActionModule(ActionBase):
         commands = args["commands"]
         if not commands:
             raise AnsibleActionFail("commands is empty")
-        res = self._low_level_execute_command(build_script(commands, args["allow_failure"]))
+        names = args["names"]
+        if names and len(names) != len(commands):
+            raise AnsibleActionFail("names has %d entries for %d commands" % (len(names), len(commands)))
+        res = self._low_level_execute_command(build_script(commands, args["allow_failure"], args["timeout"]))
         try:
             results = parse_output(res.get("stdout", ""), commands)
         except ValueError as e:
             raise AnsibleActionFail("dsr_commands: %s (shell exit %s: %s)"
                                     % (e, res.get("rc"), (res.get("stderr") or res.get("stdout") or "").strip()[:500]))
         result.update(changed=False, results=results)
-        error = first_error(results, args["allow_failure"])
+        # Results by name as well as by position: callers read them by name.
+        if names:
+            result["by_name"] = dict((n, r) for n, r in zip(names, results))
+        error = first_error(results, args["allow_failure"], args["timeout"])
         if error:
             result.update(failed=True, msg=error)
         return result

@@ -28,8 +28,8 @@ def url_host(address):
 
 def probe_requests(addresses, ports, path="/", expect="answer", json=None, repeat=1):
     """One request per port and address (ports outer, addresses inner), `repeat` times each."""
-    if expect not in ("answer", "no_answer"):
-        raise AnsibleFilterError("dsr_probe_requests: expect must be answer or no_answer, not %r" % expect)
+    if expect not in ("answer", "no_answer", "any"):
+        raise AnsibleFilterError("dsr_probe_requests: expect must be answer, any or no_answer, not %r" % expect)
     if not str(path).startswith("/"):
         raise AnsibleFilterError("dsr_probe_requests: path %r must start with /" % path)
     out = []

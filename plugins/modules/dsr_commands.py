@@ -34,9 +34,20 @@ options:
     elements: list
     required: true
   allow_failure:
-    description: Report non-zero exits in C(results) instead of failing.
+    description: Report non-zero exits in C(results) instead of failing (a time-out still fails).
     type: bool
     default: false
+  names:
+    description: One name per command; the results are then also returned by name in C(by_name).
+    type: list
+    elements: str
+    default: []
+  timeout:
+    description:
+      - Seconds each command may run (coreutils C(timeout), TERM then KILL 5 s later);
+        a command that runs longer fails the task, naming it. 0 for none.
+    type: int
+    default: 60
 author: dualstack-rollout
 """
 
@@ -55,4 +66,8 @@ results:
   returned: always
   type: list
   elements: dict
+by_name:
+  description: The same entries by the name given in I(names).
+  returned: when names is given
+  type: dict
 """

@@ -87,8 +87,10 @@ def judge(req, status, body, error):
     """The problem with this outcome, or None."""
     url = req["url"]
     expect = req.get("expect") or "answer"
-    if expect not in ("answer", "no_answer"):
-        return "%s: expect must be answer or no_answer, not %r" % (url, expect)
+    if expect not in ("answer", "no_answer", "any"):
+        return "%s: expect must be answer, any or no_answer, not %r" % (url, expect)
+    if expect == "any":
+        return None if status != -1 else "%s did not answer: %s" % (url, error)
     if expect == "no_answer":
         return None if status == -1 else "%s answered HTTP %d but must not answer" % (url, status)
     if status != 200:

@@ -26,12 +26,24 @@ _spec.loader.exec_module(dsr_commands_action)
 
 # --- dsr_commands (action plugin: one sh script, no Python on the host) -----
 
-def sh(commands, allow_failure=False):
+def sh(commands, allow_failure=False, timeout=0):
     """Run the action's script with a real /bin/sh, as the connection would."""
-    p = subprocess.run(["/bin/sh", "-c", dsr_commands_action.build_script(commands, allow_failure)],
+    p = subprocess.run(["/bin/sh", "-c", dsr_commands_action.build_script(commands, allow_failure, timeout)],
                        capture_output=True, text=True)
     results = dsr_commands_action.parse_output(p.stdout, commands)
-    return results, dsr_commands_action.first_error(results, allow_failure)
+    return results, dsr_commands_action.first_error(results, allow_failure, timeout)
+
+
+def test_a_command_that_hangs_is_stopped_and_named_even_with_allow_failure():
+    results, error = sh([["sleep", "30"], ["echo", "after"]], allow_failure=True, timeout=1)
+    assert results[0]["rc"] == dsr_commands_action.TIMED_OUT
+    assert error == "sleep 30 timed out after 1 s"
+    assert results[1]["stdout"] == "after\n"
+
+
+def test_a_command_within_its_timeout_runs_as_without_one():
+    results, error = sh([["echo", "quick"]], timeout=5)
+    assert error is None and results[0]["stdout"] == "quick\n"
 
 
 def test_commands_run_in_order_and_read_like_a_loop():
@@ -149,7 +161,7 @@ def test_probe_requests_repeat_and_no_answer():
     ((["10.0.0.300"], [80]), "'10.0.0.300' is not an IP address"),
     ((["127.0.0.1"], [70000]), "70000 is not a TCP port"),
     ((["127.0.0.1"], [80], "health"), "path 'health' must start with /"),
-    ((["127.0.0.1"], [80], "/", "maybe"), "expect must be answer or no_answer, not 'maybe'"),
+    ((["127.0.0.1"], [80], "/", "maybe"), "expect must be answer, any or no_answer, not 'maybe'"),
 ])
 def test_probe_requests_bad_input(args, message):
     with pytest.raises(Exception, match=message.replace("(", r"\(").replace("[", r"\[")):
