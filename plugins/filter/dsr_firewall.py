@@ -1,53 +1,213 @@
-"""Does a dual-stack migration open a port to IPv6 that IPv4 keeps closed? (filter plugin)
+"""Does a dual-stack migration open a port to IPv6 wider than IPv4 filtering does? (filter plugin)
 
-Reads the host's input filtering for each family, from `iptables-save` /
-`ip6tables-save` (legacy or nft backend) and `nft -j list ruleset` (native
-nftables: ip, ip6 and inet tables), and decides, for a new TCP connection
-from an arbitrary address on the internet to port P:
+Reads the host's input filtering for each family, from `iptables-save -t
+filter` / `ip6tables-save -t filter` (legacy or nft backend) and `nft -j
+list ruleset` (native nftables: ip, ip6 and inet tables), and computes, for
+the first packet of a new TCP connection to port P arriving from outside
+(a SYN, conntrack state NEW, not a fragment, not on `lo`), the set of
+sources that can get it accepted:
 
-  open        accepted from anywhere
-  restricted  accepted from some sources only (or some sources dropped)
-  closed      dropped or rejected from anywhere
+  all   every source (possibly minus a blocklist: fail2ban, rate limits...)
+  some  only listed sources (an allow-list: networks, ipsets by name,
+        interfaces, destination addresses)
+  none  no source
 
-A rule whose match cannot be decided for "any source" (a source address, an
-interface other than lo, a module this reader does not know) counts as
-matching some sources only, which can make the verdict `restricted`, never
-`open`. exposure_problems() fails a port whose IPv6 verdict is more open than
-its IPv4 one.
+IPv6 must be at most as open as IPv4. IPv4 and IPv6 networks cannot be
+compared address by address, so the comparison is by kind:
+IPv4 none -> IPv6 must be none; IPv4 some -> IPv6 none or some; IPv4 all ->
+anything. docs/exposure.md states what is modelled and what is not.
+
+The walk is a "may" analysis: a source is allowed when some path through
+the chains accepts its packet. A rule whose match holds for some packets
+only, independently of the source (a rate limit, a TCP source port, a mark),
+accepts for every source it reaches and never closes anything. A match on
+something that selects sources without naming addresses (an interface, an
+ipset by name, a `recent` list, a destination address, an unknown option)
+counts as an explicit, opaque subset of sources: accepting it is an
+allow-list, dropping it is a blocklist.
+
+Also here: private_bind_widening(), a service bound to a private IPv4
+address that gains a global IPv6 address.
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import shlex
+import socket
 
-RANK = {"closed": 0, "restricted": 1, "open": 2}
 ALL, SOME, NONE = "all", "some", "none"
+VERDICT = {ALL: "open", SOME: "restricted", NONE: "closed"}
+LOOPBACK = {4: ipaddress.ip_network("127.0.0.0/8"), 6: ipaddress.ip_network("::1/128")}
+SYN, FLAG_BITS = 0x02, {"fin": 0x01, "syn": 0x02, "rst": 0x04, "psh": 0x08, "ack": 0x10, "urg": 0x20,
+                         "ecn": 0x40, "cwr": 0x80, "ece": 0x40}
 
 
-def _port_in(spec, port):
-    for part in str(spec).split(","):
-        if ":" in part or "-" in part:
-            a, b = part.replace("-", ":").split(":", 1)
-            if int(a or 0) <= port <= int(b or 65535):
-                return True
-        elif part and int(part) == port:
-            return True
-    return False
+# Source sets ---------------------------------------------------------------
+#
+# ("all", items): every source except those items; ("list", items): only those
+# items. An item is (label, network or None); None is an opaque subset (an
+# ipset by name, an interface) that covers nothing else and is covered by
+# nothing. Intersections with opaque items over-approximate, which only ever
+# makes an allowed set larger.
+
+S_ALL = ("all", ())
+S_NONE = ("list", ())
 
 
-def _combine(a, b):
+def _item(net, label=None):
+    return (label or str(net), net)
+
+
+def _covered(item, items):
+    net = item[1]
+    if net is None:
+        return any(i == item for i in items)
+    return any(i[1] is not None and i[1].version == net.version and net.subnet_of(i[1]) for i in items)
+
+
+def _meet(a, b):
+    """Intersection of two items, or None when empty."""
+    if a[1] is not None and b[1] is not None:
+        if a[1].version != b[1].version:
+            return None
+        if a[1].subnet_of(b[1]):
+            return a
+        if b[1].subnet_of(a[1]):
+            return b
+        return None
+    if a == b:
+        return a
+    net = a[1] if a[1] is not None else b[1]
+    return ("%s & %s" % (a[0], b[0]), net)
+
+
+def _dedupe(items):
+    out = []
+    for i in items:
+        if i not in out:
+            out.append(i)
+    return tuple(out)
+
+
+def _normal(kind, items):
+    items = _dedupe(items)
+    if kind == "list":
+        # drop items inside another item; a list covering a whole family is all of it
+        items = tuple(i for n, i in enumerate(items)
+                      if not _covered(i, [j for m, j in enumerate(items) if m != n and j[1] != i[1]]))
+        for v in (4, 6):
+            nets = [i[1] for i in items if i[1] is not None and i[1].version == v]
+            if nets and any(n.prefixlen == 0 for n in ipaddress.collapse_addresses(nets)):
+                rest = tuple(i for i in items if i[1] is None or i[1].version != v)
+                return ("all", ()) if not rest else ("list", items)
+    return (kind, items)
+
+
+def s_list(items):
+    return _normal("list", items)
+
+
+def s_not(s):
+    return ("list" if s[0] == "all" else "all", s[1])
+
+
+def s_and(a, b):
+    if a[0] == "all" and b[0] == "all":
+        return _normal("all", a[1] + b[1])
+    if a[0] == "all" or b[0] == "all":
+        excl, lst = (a[1], b[1]) if a[0] == "all" else (b[1], a[1])
+        return _normal("list", [i for i in lst if not _covered(i, excl)])
+    out = []
+    for x in a[1]:
+        for y in b[1]:
+            m = _meet(x, y)
+            if m is not None:
+                out.append(m)
+    return _normal("list", out)
+
+
+def s_or(a, b):
+    return s_not(s_and(s_not(a), s_not(b)))
+
+
+def s_minus(a, b):
+    return s_and(a, s_not(b))
+
+
+def s_empty(s):
+    return s[0] == "list" and not s[1]
+
+
+def _nets(text):
+    """Items for an address, network or a-b range as iptables and nft print them."""
+    text = str(text).strip()
+    if "-" in text:
+        a, b = (ipaddress.ip_address(x.strip()) for x in text.split("-", 1))
+        return [_item(n) for n in ipaddress.summarize_address_range(a, b)]
+    return [_item(ipaddress.ip_network(text, strict=False))]
+
+
+# Conditions -----------------------------------------------------------------
+#
+# A condition is a list of alternatives (source set, other), "other" being ALL
+# (holds for every such packet), SOME (for some packets only, whatever the
+# source) or NONE. The packet: first SYN of a new TCP connection to the port.
+
+TRUE = [(S_ALL, ALL)]
+FALSE = []
+SOMETIMES = [(S_ALL, SOME)]
+
+
+def _o_and(a, b):
     if NONE in (a, b):
         return NONE
     return SOME if SOME in (a, b) else ALL
 
 
-# iptables-save ------------------------------------------------------------
+def c_and(a, b):
+    out = []
+    for sa, oa in a:
+        for sb, ob in b:
+            s, o = s_and(sa, sb), _o_and(oa, ob)
+            if o != NONE and not s_empty(s):
+                out.append((s, o))
+    return out
+
+
+def c_src(s, neg=False):
+    s = s_not(s) if neg else s
+    return FALSE if s_empty(s) else [(s, ALL)]
+
+
+def c_bool(hit, neg=False):
+    return TRUE if bool(hit) != bool(neg) else FALSE
+
+
+def c_not(c):
+    """Negation of a condition (exact for one alternative with a definite 'other')."""
+    if not c:
+        return TRUE
+    if len(c) == 1 and c[0][1] == ALL:
+        return c_src(c[0][0], neg=True)
+    if len(c) == 1 and c[0][0] == S_ALL:
+        return SOMETIMES if c[0][1] == SOME else FALSE
+    return [(S_ALL, SOME)]
+
+
+def c_opaque(label, neg=False):
+    return c_src(s_list([(label, None)]), neg)
+
+
+# iptables-save -------------------------------------------------------------
 
 def parse_iptables_save(text):
-    """{'policies': {chain: policy}, 'rules': {chain: [rule text, ...]}} of the filter table."""
-    policies, rules, table = {}, {}, None
+    """{'policies': {chain: policy}, 'rules': {chain: [rule text, ...]}, 'present', 'notes'} of the filter table."""
+    policies, rules, table, notes = {}, {}, None, []
     for line in (text or "").splitlines():
         line = line.strip()
+        if line.startswith("# Warning:") or "incompatible" in line:
+            notes.append(line.lstrip("# "))
         if line.startswith("*"):
             table = line[1:]
         elif table != "filter" or not line or line.startswith("#") or line == "COMMIT":
@@ -59,200 +219,472 @@ def parse_iptables_save(text):
         elif line.startswith("-A "):
             chain = line.split()[1]
             rules.setdefault(chain, []).append(line)
-    return {"policies": policies, "rules": rules, "present": table is not None or bool(rules)}
+    return {"policies": policies, "rules": rules, "present": "INPUT" in policies, "notes": notes}
+
+
+def _port_in(spec, port):
+    for part in str(spec).split(","):
+        part = part.strip()
+        if ":" in part or "-" in part:
+            a, b = part.replace("-", ":").split(":", 1)
+            if _portnum(a or 0) <= port <= _portnum(b or 65535):
+                return True
+        elif part and _portnum(part) == port:
+            return True
+    return False
+
+
+def _portnum(v):
+    if isinstance(v, int):
+        return v
+    v = str(v).strip()
+    if v.isdigit():
+        return int(v)
+    try:
+        return socket.getservbyname(v, "tcp")
+    except OSError:
+        return -1
+
+
+def _flags(text):
+    if isinstance(text, (list, tuple)):
+        return sum(_flags(t) for t in text)
+    t = str(text).lower()
+    if t == "all":
+        return 0x3F
+    if t == "none":
+        return 0
+    return sum(FLAG_BITS.get(f.strip(), 0) for f in t.split(","))
+
+
+# options that take no argument, and those that take two
+_IPT_NOARG = {"--syn", "-f", "--fragment", "--rsource", "--rdest", "--set", "--rcheck", "--update", "--remove",
+              "--reap", "--rttl", "--connlimit-saddr", "--connlimit-daddr", "--limit-iface-in",
+              "--limit-iface-out", "--return-nomatch", "--update-counters", "--update-subcounters",
+              "--kerneltz", "--contiguous", "--soft", "--strict", "--next", "--invert", "--loose",
+              "--validmark", "--accept-local", "--physdev-is-in", "--physdev-is-out", "--physdev-is-bridged",
+              "--transparent", "--nowildcard", "--restore-skmark", "--ipv4", "--ipv6", "-4", "-6",
+              "--log-uid", "--log-tcp-sequence", "--log-tcp-options", "--log-ip-options", "--log-macdecode"}
+_IPT_TWOARG = {"--tcp-flags", "--match-set"}
+# matches that hold for some packets whatever their source: rate limits,
+# counters, marks, TTLs, payload, the TCP source port
+_IPT_SOMETIMES = {"limit", "hashlimit", "connlimit", "statistic", "time", "mark", "connmark", "ttl", "hl",
+                  "length", "string", "u32", "bpf", "quota", "tos", "dscp", "ecn", "helper", "cluster", "cpu",
+                  "socket", "rpfilter", "realm", "connbytes", "connlabel", "nfacct", "tcpmss", "conntrack",
+                  "state", "esp", "ah", "multiport", "tcp", "comment", "osf"}
+# IPv6 extension-header matches: an ordinary SYN carries none
+_IPT_NEVER = {"rt", "frag", "hbh", "dst", "ipv6header", "mh", "owner", "icmp", "icmp6"}
+_IPT_VERDICTS = {"ACCEPT": "accept", "DROP": "drop", "REJECT": "drop", "TARPIT": "drop", "RETURN": "return",
+                 "NFQUEUE": "queue", "QUEUE": "queue", "SYNPROXY": "queue"}
 
 
 def _ipt_rule(rule, port):
-    """(match, target) of one `-A CHAIN ...` line for a new TCP packet to port."""
+    """(condition, target, goto) of one `-A CHAIN ...` line."""
     toks = shlex.split(rule)[2:]
-    m, target, neg, i = ALL, None, False, 0
-    while i < len(toks):
+    cond, target, goto, neg, module, i = TRUE, None, False, False, None, 0
+    while i < len(toks) and cond:
         t = toks[i]
-        val = toks[i + 1] if i + 1 < len(toks) else ""
         if t == "!":
             neg = True
             i += 1
             continue
         if t in ("-j", "--jump", "-g", "--goto"):
-            target = val
+            target = toks[i + 1] if i + 1 < len(toks) else None
+            goto = t in ("-g", "--goto")
             break  # what follows are the target's own options (--reject-with ...)
-        elif t in ("-p", "--protocol"):
-            ok = val.lower() in ("tcp", "6", "all", "0")
-            m = _combine(m, SOME if neg else (ALL if ok else NONE))
+        if t in ("-m", "--match"):
+            module = toks[i + 1] if i + 1 < len(toks) else None
+            if module in _IPT_NEVER and module not in ("icmp", "icmp6"):
+                cond = FALSE
             i += 2
-        elif t in ("-i", "--in-interface"):
-            if val == "lo":
-                m = _combine(m, ALL if neg else NONE)
-            else:
-                m = _combine(m, SOME)
-            i += 2
-        elif t in ("-s", "--source", "-d", "--destination"):
-            m = _combine(m, ALL if (val in ("0.0.0.0/0", "::/0") and not neg) else SOME)
-            i += 2
-        elif t in ("--dport", "--destination-port", "--dports", "--destination-ports"):
-            hit = _port_in(val, port)
-            m = _combine(m, ALL if hit != neg else NONE)
-            i += 2
-        elif t in ("--ctstate", "--state"):
-            hit = "NEW" in val.upper().split(",")
-            m = _combine(m, ALL if hit != neg else NONE)
-            i += 2
-        elif t in ("-m", "--match", "--comment", "-c"):
-            i += 2
-        elif t in ("--syn", "-f"):
+            continue
+        n = 0 if t in _IPT_NOARG else 2 if t in _IPT_TWOARG else 1
+        args = toks[i + 1:i + 1 + n]
+        if not t.startswith("-") or len(args) < n:
             i += 1
-        elif t.startswith("-"):
-            # an option this reader does not know: holds for some packets only
-            m = _combine(m, SOME)
-            i += 2 if (val and not val.startswith("-")) else 1
-        else:
-            i += 1
+            neg = False
+            continue
+        val = args[0] if args else ""
+        cond = c_and(cond, _ipt_option(t, args, val, neg, module, port))
+        i += 1 + n
         neg = False
-    return m, target
+    return cond, target, goto
 
 
-# nftables -----------------------------------------------------------------
+def _ipt_option(opt, args, val, neg, module, port):
+    if opt in ("-p", "--protocol"):
+        return c_bool(val.lower() in ("tcp", "6", "all", "0"), neg)
+    if opt in ("-s", "--source", "--ctorigsrc"):
+        return c_src(s_list([n for part in val.split(",") for n in _nets(part)]), neg)
+    if opt in ("-d", "--destination", "--dst-range", "--ctorigdst"):
+        return c_opaque("to " + val, neg)
+    if opt == "--src-range":
+        return c_src(s_list(_nets(val)), neg)
+    if opt in ("-i", "--in-interface"):
+        if val == "lo":
+            return c_bool(False, neg)
+        return c_opaque("iif " + val, neg)
+    if opt in ("-o", "--out-interface"):
+        return c_bool(False, neg)  # no output interface on the input path
+    if opt in ("-f", "--fragment"):
+        return c_bool(False, neg)  # later fragments only: a SYN is never one
+    if opt in ("--dport", "--destination-port", "--dports", "--destination-ports", "--ports"):
+        return c_bool(_port_in(val, port), neg)
+    if opt in ("--sport", "--source-port", "--sports", "--source-ports"):
+        return SOMETIMES
+    if opt == "--syn":
+        return c_bool(True, neg)
+    if opt == "--tcp-flags":
+        return c_bool(SYN & _flags(args[0]) == _flags(args[1]), neg)
+    if opt in ("--state", "--ctstate"):
+        return c_bool("NEW" in val.upper().split(","), neg)
+    if opt == "--ctdir":
+        return c_bool(val.upper() == "ORIGINAL", neg)
+    if opt in ("--icmp-type", "--icmpv6-type"):
+        return FALSE
+    if opt == "--dst-type":
+        return c_bool(any(v in ("LOCAL", "UNICAST") for v in val.upper().split(",")), neg)
+    if opt == "--src-type":
+        return c_bool("UNICAST" in val.upper().split(","), neg)
+    if opt == "--pkt-type":
+        return c_bool(val.lower() in ("unicast", "host"), neg)
+    if opt in ("--rcheck", "--update"):
+        return c_opaque("recent list", neg)
+    if opt in ("--set", "--remove", "--rsource", "--rdest", "--reap", "--rttl", "--name", "--mask", "--seconds",
+               "--hitcount") and module == "recent":
+        return TRUE
+    if opt == "--match-set":
+        return c_opaque("ipset %s (%s)" % (args[0], args[1]), neg)
+    if opt in ("--mac-source", "--physdev-in", "--src-cc", "--source-country", "--src-group", "--dir", "--pol"):
+        return c_opaque("%s %s" % (opt.lstrip("-"), val), neg)
+    if opt in ("--comment", "-c", "--set-counters"):
+        return TRUE
+    if module in _IPT_SOMETIMES or module in ("policy", "physdev", "geoip", "devgroup", "recent", "set", "addrtype",
+                                              "pkttype", "iprange", "mac"):
+        if module in _IPT_SOMETIMES:
+            return SOMETIMES
+        return TRUE  # an option of a match already counted (--proto esp of policy, ...)
+    # an option this reader does not know: an explicit subset of sources
+    return c_opaque("%s%s %s" % ("! " if neg else "", opt, " ".join(args)))
+
+
+
+# nftables ----------------------------------------------------------------------
 
 def parse_nft_json(text, skip_tables=()):
-    """Base input chains and all chains of `nft -j list ruleset`, by (family, table)."""
+    """Chains, sets and maps of `nft -j list ruleset`, and the base chains on the input path."""
     if not text or not text.strip():
-        return {"chains": {}, "base": [], "present": False}
+        return {"chains": {}, "base": [], "sets": {}, "present": False}
     data = json.loads(text).get("nftables", [])
-    chains, base = {}, []
+    chains, base, sets = {}, [], {}
     for item in data:
         if "chain" in item:
             c = item["chain"]
-            key = (c["family"], c["table"], c["name"])
             if (c["family"], c["table"]) in skip_tables:
                 continue
+            key = (c["family"], c["table"], c["name"])
             chains[key] = {"policy": c.get("policy", "accept"), "rules": []}
-            if c.get("hook") == "input" and c.get("type", "filter") == "filter":
+            if c["family"] in ("ip", "ip6", "inet") and c.get("hook") in ("input", "prerouting") \
+                    and c.get("type", "filter") == "filter":
                 base.append((c.get("prio", 0), key))
+        elif "set" in item or "map" in item:
+            s = item.get("set") or item.get("map")
+            sets[(s["family"], s["table"], s["name"])] = s.get("elem", [])
         elif "rule" in item:
             r = item["rule"]
             key = (r["family"], r["table"], r["chain"])
             if key in chains:
                 chains[key]["rules"].append(r)
-    return {"chains": chains, "base": [k for _, k in sorted(base)], "present": bool(base)}
+    return {"chains": chains, "base": [k for _, k in sorted(base)], "sets": sets, "present": bool(base)}
 
 
-def _nft_value_has(right, port):
-    if isinstance(right, dict):
-        if "set" in right:
-            return any(_nft_value_has(v, port) for v in right["set"])
-        if "range" in right:
-            a, b = right["range"]
-            return int(a) <= port <= int(b)
-        return False
+def _nft_elems(right, sets, table):
+    """The elements a right-hand side stands for: values, ('range', a, b), ('prefix', addr, len), lists."""
+    if isinstance(right, str) and right.startswith("@"):
+        return [_nft_elem(e, sets, table) for e in sets.get(table + (right[1:],), [])]
+    if isinstance(right, dict) and "set" in right:
+        return [_nft_elem(e, sets, table) for e in right["set"]]
     if isinstance(right, list):
-        return any(_nft_value_has(v, port) for v in right)
+        return [_nft_elem(e, sets, table) for e in right]
+    return [_nft_elem(right, sets, table)]
+
+
+def _nft_elem(e, sets, table):
+    if isinstance(e, dict):
+        if "elem" in e:
+            return _nft_elem(e["elem"]["val"], sets, table)
+        if "range" in e:
+            return ("range", e["range"][0], e["range"][1])
+        if "prefix" in e:
+            return ("prefix", e["prefix"]["addr"], e["prefix"]["len"])
+        if "concat" in e:
+            return ("concat", [_nft_elem(x, sets, table) for x in e["concat"]])
+    if isinstance(e, list) and len(e) == 2:  # map element [key, value]
+        return ("mapping", _nft_elem(e[0], sets, table), e[1])
+    return e
+
+
+def _elem_key(e):
+    return e[1] if isinstance(e, tuple) and e[0] == "mapping" else e
+
+
+def _port_hit(e, port):
+    e = _elem_key(e)
+    if isinstance(e, tuple) and e[0] == "range":
+        return _portnum(e[1]) <= port <= _portnum(e[2])
+    return not isinstance(e, tuple) and _portnum(e) == port
+
+
+def _addr_items(e):
+    e = _elem_key(e)
+    if isinstance(e, tuple) and e[0] == "prefix":
+        return [_item(ipaddress.ip_network("%s/%s" % (e[1], e[2]), strict=False))]
+    if isinstance(e, tuple) and e[0] == "range":
+        return _nets("%s-%s" % (e[1], e[2]))
     try:
-        return int(right) == port
-    except (TypeError, ValueError):
-        return False
+        return _nets(e)
+    except (ValueError, TypeError):
+        return [("%s" % (e,), None)]
 
 
-def _nft_rule(rule, port, family):
-    m, target = ALL, None
+def _cmp(op, hit):
+    """Condition for op applied to 'the value is among the right-hand elements' = hit."""
+    return c_bool(hit, op == "!=")
+
+
+def _nft_cond(left, op, elems, family, port, label):
+    """Condition of `left op elems` for the packet, family 4 or 6."""
+    if isinstance(left, dict) and "payload" in left:
+        proto, field = left["payload"].get("protocol"), left["payload"].get("field")
+        if proto in ("ip", "ip6") and (proto == "ip") != (family == 4):
+            return FALSE
+        if proto in ("tcp", "th") and field == "dport":
+            if op in ("<", ">", "<=", ">="):
+                v = _portnum(_elem_key(elems[0]))
+                return c_bool({"<": port < v, ">": port > v, "<=": port <= v, ">=": port >= v}[op])
+            return _cmp(op, any(_port_hit(e, port) for e in elems))
+        if proto == "tcp" and field == "flags":
+            return _flag_cond(op, None, elems)
+        if proto in ("ip", "ip6") and field == "saddr":
+            items = [i for e in elems for i in _addr_items(e)]
+            return c_src(s_list(items), op == "!=")
+        if proto in ("ip", "ip6") and field == "daddr":
+            return c_opaque("to " + ",".join(i[0] for e in elems for i in _addr_items(e)), op == "!=")
+        if (proto, field) in (("ip", "protocol"), ("ip6", "nexthdr")):
+            return _cmp(op, any(_elem_key(e) in ("tcp", 6) for e in elems))
+        if proto in ("udp", "udplite", "sctp", "dccp", "icmp", "icmpv6", "esp", "ah", "comp", "igmp", "arp",
+                     "vlan", "gre"):
+            return FALSE
+        return SOMETIMES
+    if isinstance(left, dict) and "meta" in left:
+        key = left["meta"].get("key")
+        vals = [_elem_key(e) for e in elems]
+        if key == "l4proto":
+            return _cmp(op, any(v in ("tcp", 6) for v in vals))
+        if key == "nfproto":
+            return _cmp(op, ("ipv4" if family == 4 else "ipv6") in vals)
+        if key == "protocol":
+            return _cmp(op, ("ip" if family == 4 else "ip6") in vals)
+        if key in ("iifname", "iif", "iifgroup"):
+            others = [v for v in vals if v != "lo"]
+            if not others:
+                return c_bool(False, op == "!=")
+            return c_opaque("iif " + ",".join(str(v) for v in others), op == "!=")
+        if key == "iiftype":
+            return SOMETIMES if "loopback" not in vals else c_bool(False, op == "!=")
+        if key == "pkttype":
+            return _cmp(op, any(v in ("host", "unicast") for v in vals))
+        if key in ("oifname", "oif", "oiftype", "skuid", "skgid"):
+            return c_bool(False, op == "!=")
+        return SOMETIMES
+    if isinstance(left, dict) and "ct" in left:
+        key = left["ct"].get("key")
+        vals = [_elem_key(e) for e in elems]
+        if key == "state":
+            return _cmp(op, "new" in vals)
+        if key == "direction":
+            return _cmp(op, "original" in vals)
+        if key in ("saddr", "ip saddr", "ip6 saddr") and left["ct"].get("dir", "original") == "original":
+            return c_src(s_list([i for e in elems for i in _addr_items(e)]), op == "!=")
+        return SOMETIMES
+    if isinstance(left, dict) and "fib" in left:
+        fib = left["fib"]
+        if fib.get("result") == "type" and "daddr" in fib.get("flags", []):
+            return _cmp(op, any(v in ("local", "unicast") for v in (_elem_key(e) for e in elems)))
+        return SOMETIMES
+    if isinstance(left, dict) and "&" in left:
+        inner, mask = left["&"]
+        if isinstance(inner, dict) and inner.get("payload", {}).get("field") == "flags":
+            return _flag_cond(op, _flags(mask), elems)
+        if isinstance(inner, dict) and inner.get("payload", {}).get("field") == "frag-off":
+            # `ip frag-off & 0x1fff != 0`: a later fragment, which a SYN is not
+            return c_bool(all(_elem_key(e) in (0, "0") for e in elems), op == "!=")
+        return SOMETIMES
+    if isinstance(left, dict) and "exthdr" in left:
+        return c_bool(not any(_elem_key(e) is True for e in elems), op == "!=")
+    if isinstance(left, dict) and "concat" in left:
+        parts = left["concat"]
+        alts = []
+        for e in elems:
+            e = _elem_key(e)
+            if not (isinstance(e, tuple) and e[0] == "concat" and len(e[1]) == len(parts)):
+                alts.append(SOMETIMES)
+                continue
+            c = TRUE
+            for p, v in zip(parts, e[1]):
+                c = c_and(c, _nft_cond(p, "==", [v], family, port, label))
+            alts.append(c)
+        hit = [a for c in alts for a in c]
+        return c_not(hit) if op == "!=" else hit
+    return SOMETIMES
+
+
+def _flag_cond(op, mask, elems):
+    want = _flags([_elem_key(e) for e in elems])
+    value = SYN if mask is None else SYN & mask
+    if op in ("in", "==") and mask is None and not isinstance(elems[0], tuple) and len(elems) > 1:
+        return c_bool(value in [_flags(_elem_key(e)) for e in elems])
+    if op == "!":
+        return c_bool(value & want == 0)
+    if op == "in" and mask is None:
+        return c_bool(value & want != 0)
+    return c_bool(value == want, op == "!=")
+
+
+_NFT_VERDICTS = {"accept": "accept", "drop": "drop", "reject": "drop", "return": "return", "queue": "queue",
+                 "continue": None, "jump": "jump", "goto": "goto"}
+
+
+def _nft_verdict(v):
+    """(action, chain) of a verdict expression or map value."""
+    if isinstance(v, dict):
+        for k in v:
+            if k in _NFT_VERDICTS:
+                sub = v[k]
+                return _NFT_VERDICTS[k], (sub or {}).get("target") if isinstance(sub, dict) else None
+    if isinstance(v, str) and v in _NFT_VERDICTS:
+        return _NFT_VERDICTS[v], None
+    return None, None
+
+
+def _nft_rule(rule, family, parsed, port):
+    """[(condition, action, chain)] of one rule: one entry, or one per element of a verdict map."""
+    table = (rule["family"], rule["table"])
+    cond, out = TRUE, []
     for e in rule.get("expr", []):
+        if not cond:
+            return []
         if "match" in e:
-            mt = e["match"]
-            left, right, neg = mt.get("left", {}), mt.get("right"), mt.get("op") == "!="
-            if "payload" in left:
-                proto, field = left["payload"].get("protocol"), left["payload"].get("field")
-                if proto == "tcp" and field == "dport":
-                    m = _combine(m, ALL if _nft_value_has(right, port) != neg else NONE)
-                elif proto in ("udp", "icmp", "icmpv6", "sctp"):
-                    m = _combine(m, NONE)
-                elif proto in ("ip", "ip6") and (proto == "ip") != (family == 4):
-                    m = _combine(m, NONE)
-                else:
-                    m = _combine(m, SOME)
-            elif "meta" in left:
-                key = left["meta"].get("key")
-                vals = right if isinstance(right, list) else (right.get("set") if isinstance(right, dict) else [right])
-                if key == "l4proto":
-                    m = _combine(m, ALL if ("tcp" in vals or 6 in vals) != neg else NONE)
-                elif key == "nfproto":
-                    want = "ipv4" if family == 4 else "ipv6"
-                    m = _combine(m, ALL if (want in vals) != neg else NONE)
-                elif key in ("iifname", "iif"):
-                    m = _combine(m, (ALL if neg else NONE) if "lo" in vals else SOME)
-                else:
-                    m = _combine(m, SOME)
-            elif "ct" in left and left["ct"].get("key") == "state":
-                vals = right if isinstance(right, list) else (right.get("set") if isinstance(right, dict) else [right])
-                m = _combine(m, ALL if ("new" in vals) != neg else NONE)
-            else:
-                m = _combine(m, SOME)
+            m = e["match"]
+            elems = _nft_elems(m.get("right"), parsed["sets"], table)
+            cond = c_and(cond, _nft_cond(m.get("left"), m.get("op", "=="), elems, family, port, ""))
+        elif "limit" in e or "quota" in e:
+            cond = c_and(cond, SOMETIMES)
         elif "xt" in e:
-            m = _combine(m, SOME)
-        elif "accept" in e:
-            target = "ACCEPT"
-        elif "drop" in e:
-            target = "DROP"
-        elif "reject" in e:
-            target = "REJECT"
-        elif "return" in e:
-            target = "RETURN"
-        elif "jump" in e or "goto" in e:
-            target = ("jump", (e.get("jump") or e.get("goto"))["target"])
-    return m, target
+            if e["xt"].get("type") == "target":
+                out.append((cond, _IPT_VERDICTS.get(e["xt"].get("name")), None))
+                return out
+            cond = c_and(cond, c_opaque("xt " + str(e["xt"].get("name"))))
+        elif "vmap" in e:
+            key = e["vmap"]["key"]
+            for el in _nft_elems(e["vmap"]["data"], parsed["sets"], table):
+                if not (isinstance(el, tuple) and el[0] == "mapping"):
+                    continue
+                action, chain = _nft_verdict(el[2])
+                out.append((c_and(cond, _nft_cond(key, "==", [el[1]], family, port, "")), action, chain))
+            return out
+        else:
+            action, chain = _nft_verdict(e)
+            if action or any(k in e for k in ("continue",)):
+                out.append((cond, action, chain))
+                return out
+    return out
 
 
-# evaluation -----------------------------------------------------------------
+def _nft_text(rule):
+    return "nft %s %s %s: %s" % (rule["family"], rule["table"], rule["chain"],
+                                 rule.get("comment") or "rule handle %s" % rule.get("handle"))
+
+
+# evaluation -----------------------------------------------------------------------
 
 class _Walk(object):
-    def __init__(self):
-        self.partial_accept = None
-        self.partial_drop = None
+    """May-accept walk of one base chain for one port and family."""
 
-    def run(self, rules_of, start, policy, describe):
-        """rules_of(chain) -> [(match, target, text)]; returns (verdict, deciding rule text)."""
-        verdict, why = self._chain(rules_of, start, describe, ALL, 0)
-        if verdict is None:
-            verdict, why = ("accept" if policy.upper() == "ACCEPT" else "drop"), "policy %s" % policy.upper()
-        if verdict == "accept":
-            return ("restricted", self.partial_drop) if self.partial_drop else ("open", why)
-        return ("restricted", self.partial_accept) if self.partial_accept else ("closed", why)
+    def __init__(self, rules_of):
+        self.rules_of = rules_of  # chain -> [(condition, action, chain, text)]
+        self.reasons = []         # (kind, source set, text) of the rules that decided something
 
-    def _chain(self, rules_of, chain, describe, ctx, depth):
-        if depth > 16:
-            return None, None
-        for m, target, text in rules_of(chain):
-            m = _combine(m, ctx)
-            if m == NONE or target is None:
-                continue
-            if target == "RETURN":
-                if m == ALL:
-                    return None, None
-                continue
-            if isinstance(target, tuple) or target not in ("ACCEPT", "DROP", "REJECT"):
-                sub = target[1] if isinstance(target, tuple) else target
-                v, why = self._chain(rules_of, sub, describe, m, depth + 1)
-                if v is not None and m == ALL:
-                    return v, why
-                continue
-            if m == SOME:
-                if target == "ACCEPT":
-                    self.partial_accept = self.partial_accept or text
-                else:
-                    self.partial_drop = self.partial_drop or text
-                continue
-            return ("accept" if target == "ACCEPT" else "drop"), text
-        return None, None
+    def chain(self, name, reach, depth=0):
+        """(accepted, returned) source sets for packets entering chain `name` from `reach`."""
+        accepted, returned = S_NONE, S_NONE
+        if depth > 32:
+            return accepted, reach
+        for cond, action, sub, text in self.rules_of(name):
+            if s_empty(reach):
+                break
+            for src, other in cond:
+                m = s_and(reach, src)
+                if s_empty(m) or action is None:
+                    continue
+                definite = other == ALL
+                if action in ("accept", "queue"):
+                    accepted = s_or(accepted, m)
+                    self.reasons.append(("accept", m, text))
+                elif action == "drop":
+                    if definite:
+                        self.reasons.append(("drop", m, text))
+                elif action == "return":
+                    returned = s_or(returned, m)
+                elif action in ("jump", "goto"):
+                    a, r = self.chain(sub, m, depth + 1)
+                    accepted = s_or(accepted, a)
+                    if action == "goto":
+                        returned = s_or(returned, r)
+                    if definite:
+                        reach = s_minus(reach, src)
+                        if action == "jump":
+                            reach = s_or(reach, r)
+                    continue
+                if definite:
+                    reach = s_minus(reach, src)
+        return accepted, s_or(returned, reach)
+
+    def run(self, start, policy):
+        accepted, fell = self.chain(start, S_ALL)
+        if str(policy).lower() == "accept":
+            if not s_empty(fell):
+                self.reasons.append(("accept", fell, "policy ACCEPT"))
+            accepted = s_or(accepted, fell)
+        elif not s_empty(fell):
+            self.reasons.append(("drop", fell, "policy %s" % str(policy).upper()))
+        return accepted
 
 
-def _ipt_verdict(parsed, port):
-    if not parsed["present"] or "INPUT" not in parsed["policies"]:
-        return "open", "no INPUT rules"
+def _ipt_access(parsed, port, family):
+    if not parsed["present"]:
+        return S_ALL, [("accept", S_ALL, "no INPUT rules")]
+    cache = {}
 
     def rules_of(chain):
-        return [_ipt_rule(r, port) + (r,) for r in parsed["rules"].get(chain, [])]
-    return _Walk().run(rules_of, "INPUT", parsed["policies"].get("INPUT", "ACCEPT"), str)
+        if chain not in cache:
+            out = []
+            for r in parsed["rules"].get(chain, []):
+                cond, target, goto = _ipt_rule(r, port)
+                if target in _IPT_VERDICTS:
+                    action, sub = _IPT_VERDICTS[target], None
+                elif target in parsed["rules"] or target in parsed["policies"]:
+                    action, sub = ("goto" if goto else "jump"), target
+                else:
+                    action, sub = None, None  # LOG, MARK, CT...: the packet goes on
+                out.append((cond, action, sub, r))
+            cache[chain] = out
+        return cache[chain]
+    w = _Walk(rules_of)
+    return w.run("INPUT", parsed["policies"].get("INPUT", "ACCEPT")), w.reasons
 
 
-def _nft_verdicts(parsed, port, family):
+def _nft_access(parsed, port, family):
     fams = ("ip", "inet") if family == 4 else ("ip6", "inet")
     out = []
     for key in parsed["base"]:
@@ -260,29 +692,68 @@ def _nft_verdicts(parsed, port, family):
             continue
 
         def rules_of(chain, _fam=key[0], _table=key[1]):
-            c = parsed["chains"].get((_fam, _table, chain if isinstance(chain, str) else chain), {"rules": []})
-            return [_nft_rule(r, port, family) + ("nft %s %s %s: %s" % (_fam, _table, chain, _nft_text(r)),)
-                    for r in c["rules"]]
-        out.append(_Walk().run(rules_of, key[2], parsed["chains"][key]["policy"], str))
+            c = parsed["chains"].get((_fam, _table, chain), {"rules": []})
+            return [(cond, action, sub, _nft_text(r)) for r in c["rules"]
+                    for cond, action, sub in _nft_rule(r, family, parsed, port)]
+        w = _Walk(rules_of)
+        out.append((w.run(key[2], parsed["chains"][key]["policy"]), w.reasons))
     return out
 
 
-def _nft_text(rule):
-    return rule.get("comment") or "rule handle %s" % rule.get("handle")
+def port_access(port, family, iptables_text="", nft_text=""):
+    """Who can open a TCP connection to port over family (4 or 6).
 
-
-def port_verdict(port, family, iptables_text="", nft_text=""):
-    """(verdict, reason) for a new TCP connection from anywhere to port over family."""
+    {"allow": "all"|"some"|"none", "sources": [...] (allow-list, for some),
+     "except": [...] (blocklist, for all), "why": the deciding rule, "notes": [...]}.
+    Every base chain (iptables' INPUT, nft input and prerouting filter chains)
+    must accept: the result is their intersection.
+    """
     ipt = parse_iptables_save(iptables_text)
     skip = {("ip" if family == 4 else "ip6", "filter")} if ipt["present"] else set()
     nft = parse_nft_json(nft_text, skip)
-    verdicts = [_ipt_verdict(ipt, port)] + _nft_verdicts(nft, port, family)
-    return min(verdicts, key=lambda v: RANK[v[0]])
+    results = [_ipt_access(ipt, int(port), family)] + _nft_access(nft, int(port), family)
+    allowed = S_ALL
+    for s, _ in results:
+        allowed = s_and(allowed, s)
+    # Packets from the internet never carry a loopback source.
+    allowed = s_minus(allowed, s_list([_item(LOOPBACK[family])]))
+    if family == 4:
+        allowed = s_minus(allowed, s_list([_item(LOOPBACK[6])]))
+    reasons = [r for _, rs in results for r in rs]
+    if allowed[0] == "all":
+        kind = ALL
+        why = _first(reasons, "accept", lambda s: s[0] == "all") or _first(reasons, "accept")
+    elif allowed[1]:
+        kind = SOME
+        why = _first(reasons, "accept", lambda s: s[0] == "list" and s[1])
+    else:
+        kind = NONE
+        why = _first(reasons, "drop") or "no rule accepts it"
+    shown = [i[0] for i in allowed[1] if not _covered(i, [_item(LOOPBACK[4]), _item(LOOPBACK[6])])]
+    return {"allow": kind, "sources": shown if kind == SOME else [], "except": shown if kind == ALL else [],
+            "why": why or "", "notes": list(ipt["notes"])}
+
+
+def _first(reasons, kind, test=lambda s: True):
+    for k, s, text in reasons:
+        if k == kind and test(s):
+            return text
+    return None
+
+
+def port_verdict(port, family, iptables_text="", nft_text=""):
+    """(open|restricted|closed, deciding rule) for a new TCP connection from anywhere to port over family."""
+    a = port_access(port, family, iptables_text, nft_text)
+    return VERDICT[a["allow"]], a["why"]
+
+
+def wider(v4, v6):
+    """Is IPv6 access v6 more open than IPv4 access v4 (each all|some|none)?"""
+    return {NONE: v6 != NONE, SOME: v6 == ALL, ALL: False}[v4]
 
 
 def ipv6_exposed_ports(gunicorn_plans, nginx_plan=None):
     """{port: service} for every non-loopback IPv6 socket the migration adds."""
-    import ipaddress
     out = {}
     for item in gunicorn_plans or []:
         for l in item["plan"]["listeners"]:
@@ -294,6 +765,14 @@ def ipv6_exposed_ports(gunicorn_plans, nginx_plan=None):
         if ip.version == 6 and not ip.is_loopback:
             out.setdefault(int(l["port"]), "nginx.service")
     return out
+
+
+def _describe(a):
+    if a["allow"] == ALL:
+        return "open to anyone" + (" except %s" % ", ".join(a["except"][:4]) if a["except"] else "")
+    if a["allow"] == SOME:
+        return "restricted to %s" % ", ".join(a["sources"][:4])
+    return "closed"
 
 
 def exposure_problems(ports, iptables4="", iptables6="", nft="", accept=None, ctx=None):
@@ -311,19 +790,19 @@ def exposure_problems(ports, iptables4="", iptables6="", nft="", accept=None, ct
     for port in sorted(set(int(p) for p in ports or [])):
         if port in accepted:
             continue
-        v4, why4 = port_verdict(port, 4, iptables4, nft)
-        v6, why6 = port_verdict(port, 6, iptables6, nft)
-        if RANK[v6] > RANK[v4]:
+        v4 = port_access(port, 4, iptables4, nft)
+        v6 = port_access(port, 6, iptables6, nft)
+        if wider(v4["allow"], v6["allow"]):
             problems.append(
-                "host %s: port %d%s would answer on IPv6 %s (%s) while IPv4 is %s by '%s'; add the same rule "
+                "host %s: port %d%s would answer on IPv6 %s (%s: %s) while IPv4 is %s by '%s'; add the same rule "
                 "for IPv6 (ip6tables/nftables), or accept it with dsr_exposure_accept: [%d] for this host"
                 % (ctx.get("host", "?"), port, " (%s)" % services[port] if port in services else "",
-                   "to anyone" if v6 == "open" else "to more sources",
-                   why6, v4, why4, port))
+                   "to anyone" if v6["allow"] == ALL else "to some sources",
+                   _describe(v6), v6["why"], _describe(v4), v4["why"], port))
     return problems
 
 
 class FilterModule(object):
     def filters(self):
         return {"dsr_exposure_problems": exposure_problems, "dsr_port_verdict": port_verdict,
-                "dsr_ipv6_exposed_ports": ipv6_exposed_ports}
+                "dsr_port_access": port_access, "dsr_ipv6_exposed_ports": ipv6_exposed_ports}
