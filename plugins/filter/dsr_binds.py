@@ -319,44 +319,10 @@ def _forwarded(current, version, dual_carries_v4, v6_local_listener):
     return ",".join(new)
 
 
-def interface_map(ip_json):
-    """{ipv4: [global ipv6 of the same interface]} from `ip -j addr show`."""
-    result = {}
-    for link in ip_json or []:
-        v4 = []
-        v6 = []
-        for info in link.get("addr_info", []):
-            if info.get("family") == "inet":
-                v4.append(info["local"])
-            elif info.get("family") == "inet6" and info.get("scope") == "global" \
-                    and not info.get("temporary") and not info.get("tentative") and not info.get("dadfailed"):
-                v6.append(info["local"])
-        for a in v4:
-            result[a] = v6
-    return result
-
-
-def global_addresses(ip_json):
-    """{"ipv4": [...], "ipv6": [...]}: the host's stable global addresses."""
-    out = {"ipv4": [], "ipv6": []}
-    for link in ip_json or []:
-        for info in link.get("addr_info", []):
-            if info.get("scope") != "global" or "local" not in info:
-                continue
-            if info.get("family") == "inet":
-                out["ipv4"].append(info["local"])
-            elif info.get("family") == "inet6" and not (info.get("temporary") or info.get("tentative")
-                                                         or info.get("dadfailed")):
-                out["ipv6"].append(info["local"])
-    return out
-
-
 class FilterModule(object):
     def filters(self):
         return {
-            "dsr_global_addresses": global_addresses,
             "dsr_bind_plan": bind_plan,
             "dsr_parse_bind": parse_bind,
-            "dsr_interface_map": interface_map,
             "dsr_format_bind": format_bind,
         }

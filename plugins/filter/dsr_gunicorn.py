@@ -175,7 +175,8 @@ def service_plans(services, bindv6only, strategy, ip_json=None, resolved_results
     resolved_results are the registered results of `getent ahostsv4 NAME`
     looped over the host names found in binds.
     """
-    from dsr_binds import bind_plan, interface_map  # same plugin directory
+    from dsr_addresses import interface_map  # same plugin directory
+    from dsr_binds import bind_plan
 
     names = {}
     for r in resolved_results or []:

@@ -81,13 +81,6 @@ def sysctl_mismatch(wanted, values):
             for k, v in sorted(wanted.items()) if str(values.get(k)) != str(v)]
 
 
-def ipv4_interfaces(ip_json):
-    """Names of the interfaces (not lo) that have a global IPv4 address."""
-    return [link["ifname"] for link in ip_json or []
-            if link.get("ifname") != "lo"
-            and any(a.get("family") == "inet" and a.get("scope") == "global" for a in link.get("addr_info", []))]
-
-
 class FilterModule(object):
     def filters(self):
         return {
@@ -96,5 +89,4 @@ class FilterModule(object):
             "dsr_sysctl_overrides": sysctl_overrides,
             "dsr_sysctl_wanted": sysctl_wanted,
             "dsr_sysctl_mismatch": sysctl_mismatch,
-            "dsr_ipv4_interfaces": ipv4_interfaces,
         }

@@ -1,6 +1,6 @@
 import pytest
 
-from dsr_binds import BindError, bind_plan, interface_map, parse_bind
+from dsr_binds import BindError, bind_plan, parse_bind
 
 CTX = {"host": "app1", "service": "webapp.service"}
 
@@ -171,25 +171,3 @@ def test_unknown_strategy_is_rejected_naming_the_variable():
     with pytest.raises(BindError) as e:
         plan(["0.0.0.0:80"], strategy="both")
     assert "gunicorn_dualstack__wildcard_strategy" in str(e.value)
-
-
-def test_interface_map_from_ip_json():
-    data = [
-        {"ifname": "lo", "addr_info": [{"family": "inet", "local": "127.0.0.1", "scope": "host"},
-                                       {"family": "inet6", "local": "::1", "scope": "host"}]},
-        {"ifname": "eth0", "addr_info": [
-            {"family": "inet", "local": "172.30.0.2", "scope": "global"},
-            {"family": "inet6", "local": "fd42::2", "scope": "global"},
-            {"family": "inet6", "local": "2001:db8::99", "scope": "global", "temporary": True},
-            {"family": "inet6", "local": "fe80::2", "scope": "link"}]},
-    ]
-    assert interface_map(data) == {"127.0.0.1": [], "172.30.0.2": ["fd42::2"]}
-
-
-def test_global_addresses_skip_partial_entries():
-    from dsr_binds import global_addresses
-    data = [{"ifname": "lo", "addr_info": [{}]},
-            {"ifname": "eth0", "addr_info": [{"family": "inet", "local": "172.30.20.2", "scope": "global"},
-                                             {"family": "inet6", "local": "fd42::2", "scope": "global"},
-                                             {"family": "inet6", "local": "fe80::1", "scope": "link"}]}]
-    assert global_addresses(data) == {"ipv4": ["172.30.20.2"], "ipv6": ["fd42::2"]}

@@ -51,7 +51,7 @@ def test_values():
 
 
 def test_wanted_and_mismatch():
-    from dsr_sysctl import ipv4_interfaces, sysctl_mismatch, sysctl_wanted
+    from dsr_sysctl import sysctl_mismatch, sysctl_wanted
     import pytest
     w = sysctl_wanted(["eth0"], 1)
     assert w == {"net.ipv6.conf.all.disable_ipv6": "0", "net.ipv6.conf.default.disable_ipv6": "0",
@@ -61,7 +61,3 @@ def test_wanted_and_mismatch():
     with pytest.raises(ValueError):
         sysctl_wanted([], "2")
     assert sysctl_mismatch({"a": "0", "b": "1"}, {"a": "0", "b": "0"}) == ["b is 0 after applying, expected 1"]
-    ip = [{"ifname": "lo", "addr_info": [{"family": "inet", "scope": "host"}]},
-          {"ifname": "eth0", "addr_info": [{"family": "inet", "scope": "global"}]},
-          {"ifname": "eth1", "addr_info": [{"family": "inet6", "scope": "global"}]}]
-    assert ipv4_interfaces(ip) == ["eth0"]
