@@ -639,9 +639,58 @@ def _nft_rule(rule, family, parsed, port):
     return out
 
 
+def _nft_show(x):
+    """nft-like text of an expression of `nft -j` (for messages)."""
+    if isinstance(x, dict):
+        if "payload" in x:
+            return "%s %s" % (x["payload"].get("protocol"), x["payload"].get("field"))
+        for k in ("meta", "ct"):
+            if k in x:
+                return "%s %s" % (k, x[k].get("key"))
+        if "prefix" in x:
+            return "%s/%s" % (x["prefix"]["addr"], x["prefix"]["len"])
+        if "range" in x:
+            return "%s-%s" % tuple(_nft_show(v) for v in x["range"])
+        if "set" in x:
+            return "{ %s }" % ", ".join(_nft_show(v) for v in x["set"])
+        if "concat" in x:
+            return " . ".join(_nft_show(v) for v in x["concat"])
+        if "elem" in x:
+            return _nft_show(x["elem"]["val"])
+        if "&" in x:
+            return "%s & %s" % tuple(_nft_show(v) for v in x["&"])
+        if "fib" in x:
+            return "fib %s %s" % (" . ".join(x["fib"].get("flags", [])), x["fib"].get("result"))
+        if "match" in x:
+            m = x["match"]
+            op = m.get("op", "==")
+            return "%s%s %s" % (_nft_show(m.get("left")), "" if op in ("==", "in") else " " + op,
+                                _nft_show(m.get("right")))
+        if "vmap" in x:
+            return "%s vmap %s" % (_nft_show(x["vmap"]["key"]), _nft_show(x["vmap"]["data"]))
+        if "limit" in x:
+            return "limit rate %s%s/%s" % ("over " if x["limit"].get("inv") else "", x["limit"].get("rate"),
+                                           x["limit"].get("per"))
+        for k in ("jump", "goto"):
+            if k in x:
+                return "%s %s" % (k, x[k]["target"])
+        for k in ("accept", "drop", "reject", "return", "queue", "continue"):
+            if k in x:
+                return k
+        if "xt" in x:
+            return "xt %s %s" % (x["xt"].get("type"), x["xt"].get("name"))
+        return ""
+    if isinstance(x, list):
+        if len(x) == 2 and isinstance(x[1], dict):  # map element
+            return "%s : %s" % (_nft_show(x[0]), _nft_show(x[1]))
+        return ",".join(_nft_show(v) for v in x)
+    return str(x)
+
+
 def _nft_text(rule):
-    return "nft %s %s %s: %s" % (rule["family"], rule["table"], rule["chain"],
-                                 rule.get("comment") or "rule handle %s" % rule.get("handle"))
+    words = [w for w in (_nft_show(e) for e in rule.get("expr", [])) if w]
+    return "nft %s %s %s: %s%s" % (rule["family"], rule["table"], rule["chain"], " ".join(words),
+                                   " # %s" % rule["comment"] if rule.get("comment") else "")
 
 
 # evaluation -----------------------------------------------------------------------
@@ -653,12 +702,15 @@ class _Walk(object):
         self.rules_of = rules_of  # chain -> [(condition, action, chain, text)]
         self.reasons = []         # (kind, source set, text) of the rules that decided something
 
-    def chain(self, name, reach, depth=0):
-        """(accepted, returned) source sets for packets entering chain `name` from `reach`."""
+    def chain(self, name, reach, via=()):
+        """(accepted, returned) source sets for packets entering chain `name` from `reach`.
+
+        via: the rules that jumped here, named in the reasons."""
         accepted, returned = S_NONE, S_NONE
-        if depth > 32:
+        if len(via) > 32:
             return accepted, reach
-        for cond, action, sub, text in self.rules_of(name):
+        for cond, action, sub, rule in self.rules_of(name):
+            text = " -> ".join(via + (rule,))
             if s_empty(reach):
                 break
             for src, other in cond:
@@ -675,7 +727,7 @@ class _Walk(object):
                 elif action == "return":
                     returned = s_or(returned, m)
                 elif action in ("jump", "goto"):
-                    a, r = self.chain(sub, m, depth + 1)
+                    a, r = self.chain(sub, m, via + (rule,))
                     accepted = s_or(accepted, a)
                     if action == "goto":
                         returned = s_or(returned, r)
