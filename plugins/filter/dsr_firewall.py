@@ -892,7 +892,145 @@ def exposure_problems(ports, iptables4="", iptables6="", nft="", accept=None, ct
     return problems
 
 
+# A service on a private IPv4 address gaining a global IPv6 address --------------
+
+PRIVATE_V4 = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")]
+NOT_GLOBAL_V6 = [ipaddress.ip_network(n) for n in ("fc00::/7", "fe80::/10", "fec0::/10", "::/128", "::1/128",
+                                                     "ff00::/8", "::ffff:0:0/96")]
+
+
+def private_v4(address):
+    """10/8, 172.16/12, 192.168/16 (RFC 1918) or 100.64/10 (shared, RFC 6598): not routed on the internet."""
+    try:
+        ip = ipaddress.ip_address(str(address))
+    except ValueError:
+        return False
+    return ip.version == 4 and any(ip in n for n in PRIVATE_V4)
+
+
+def global_v6(address):
+    """An IPv6 address the internet can route to: not ULA (fc00::/7), link-local, loopback or multicast."""
+    try:
+        ip = ipaddress.ip_address(str(address).split("%")[0])
+    except ValueError:
+        return False
+    return ip.version == 6 and not any(ip in n for n in NOT_GLOBAL_V6)
+
+
+def _bind_address(text):
+    """(address, port) of a gunicorn bind string, or None (unix socket, fd, host name)."""
+    t = str(text).strip()
+    if t.startswith("tcp://"):
+        t = t[len("tcp://"):]
+    host, _, port = t.rpartition(":")
+    host = host.strip("[]")
+    try:
+        return str(ipaddress.ip_address(host)), int(port)
+    except ValueError:
+        return None
+
+
+def _gunicorn_pairs(item):
+    """(ipv4 listener, new specific ipv6 listener) pairs of one gunicorn plan.
+
+    bind_plan puts the IPv6 addresses a specific IPv4 bind gains right after
+    that IPv4 listener; IPv6 binds the service already had are not new.
+    """
+    plan = item.get("plan") or {}
+    before = set(b for b in (_bind_address(x) for x in plan.get("binds_before") or []) if b)
+    last4 = None
+    for l in plan.get("listeners") or []:
+        if int(l.get("family", 0)) == 4 or ipaddress.ip_address(l["address"]).version == 4:
+            last4 = l
+            continue
+        addr = str(ipaddress.ip_address(l["address"]))
+        if (addr, int(l["port"])) in before or ipaddress.ip_address(addr).is_unspecified:
+            continue
+        if last4 is not None and int(last4["port"]) == int(l["port"]):
+            yield last4["address"], addr, int(l["port"])
+
+
+def _nginx_pairs(nginx_plan, interfaces):
+    """(ipv4 listen or None, ipv6 listen) for each specific IPv6 listen the nginx plan adds.
+
+    The origin is the plan's `from` (the IPv4 listen a line mirrors) when it
+    has one, else every IPv4 address of the interface that carries the IPv6
+    address (ctx interfaces, {ipv4: [ipv6 of its interface]}); None when
+    neither tells.
+    """
+    for l in (nginx_plan or {}).get("listens") or []:
+        if l.get("added") is False or l.get("new") is False:
+            continue
+        try:
+            addr = str(ipaddress.ip_address(l["address"]))
+        except ValueError:
+            continue
+        if ipaddress.ip_address(addr).version != 6 or ipaddress.ip_address(addr).is_unspecified:
+            continue
+        origin = l.get("from") or l.get("ipv4")
+        if origin:
+            yield str(origin).split(":")[0] if str(origin).count(":") == 1 else str(origin), addr, int(l["port"])
+            continue
+        owners = [v4 for v4, v6s in (interfaces or {}).items()
+                  if any(str(ipaddress.ip_address(str(a).split("/")[0])) == addr for a in v6s)]
+        if not owners:
+            yield None, addr, int(l["port"])
+        for v4 in owners:
+            yield v4, addr, int(l["port"])
+
+
+def private_bind_widening(gunicorn_plans, nginx_plan=None, accept=None, ctx=None):
+    """One message per service bound to a private IPv4 address that the plan gives a global IPv6 address.
+
+    A private IPv4 address (10/8, 172.16/12, 192.168/16, 100.64/10) is
+    reachable from its own network only; the global IPv6 address of the same
+    interface is reachable from the internet, whatever the firewall says about
+    the port. A ULA (fc00::/7) or link-local address is no wider. Loopback and
+    wildcard binds are left to the firewall comparison (exposure_problems).
+
+    gunicorn_plans: [{service, plan}] (dsr_gunicorn_plans); nginx_plan:
+    nginx_dualstack's plan ({listens: [{address, port, from?}]}).
+    accept: dsr_exposure_accept, a list of ports or true.
+    ctx: {host, interfaces ({ipv4: [ipv6, ...]}, dsr_interface_map), used for
+    nginx listens whose IPv4 origin the plan does not name}.
+    """
+    ctx = ctx or {}
+    if accept is True:
+        return []
+    accepted = set(int(p) for p in (accept or []))
+    host = ctx.get("host", "?")
+    problems = []
+
+    def report(who, v4, v6, port):
+        if port in accepted or not global_v6(v6):
+            return
+        if v4 is None:
+            why = "the plan does not say which IPv4 listen it mirrors, so it may be a private one"
+        elif private_v4(v4):
+            why = "%s is a private IPv4 address, reachable from its own network only" % _fmt_addr(v4, port)
+        else:
+            return
+        msg = ("host %s: %s would listen on %s, a global IPv6 address reachable from the internet, while %s; "
+               "leave the service IPv4-only, give that interface a ULA (fc00::/7) rather than a global address, or "
+               "accept it with dsr_exposure_accept: [%d] for this host" % (host, who, _fmt_addr(v6, port), why, port))
+        if msg not in problems:
+            problems.append(msg)
+
+    for item in gunicorn_plans or []:
+        unit = (item.get("service") or {}).get("unit", "gunicorn")
+        for v4, v6, port in _gunicorn_pairs(item):
+            report(unit, v4, v6, port)
+    for v4, v6, port in _nginx_pairs(nginx_plan, ctx.get("interfaces")):
+        report("nginx.service", v4, v6, port)
+    return problems
+
+
+def _fmt_addr(address, port):
+    return "[%s]:%d" % (address, port) if ":" in str(address) else "%s:%d" % (address, port)
+
+
 class FilterModule(object):
     def filters(self):
         return {"dsr_exposure_problems": exposure_problems, "dsr_port_verdict": port_verdict,
-                "dsr_port_access": port_access, "dsr_ipv6_exposed_ports": ipv6_exposed_ports}
+                "dsr_port_access": port_access, "dsr_ipv6_exposed_ports": ipv6_exposed_ports,
+                "dsr_private_bind_widening": private_bind_widening}
