@@ -560,6 +560,10 @@ def nginx_plan(files, interfaces=None, ctx=None):
         for off, piece in sorted(inserts.get(real, {}).items(), reverse=True):
             new = new[:off] + piece + new[off:]
         lines = [l for _, l in sorted(added.get(real, []), key=lambda x: x[0])]
+        if new != text and re.search("[\udc80-\udcff]", text):
+            result["problems"].append("%s%s: not UTF-8 text; add its IPv6 listen lines by hand (%s)"
+                                      % (where, real, "; ".join(lines)))
+            new, lines = text, []
         result["files"][real] = {"content": new, "added": lines, "changed": new != text}
         result["changed"] = result["changed"] or new != text
     return result

@@ -235,6 +235,23 @@ def test_nginx_accepts_the_result(case, tmp_path):
     assert r.returncode == 0, r.stderr
 
 
+class _Dumper(yaml.SafeDumper):
+    """Indented sequences and a document start, as yamllint --strict wants."""
+    def increase_indent(self, flow=False, indentless=False):
+        return super(_Dumper, self).increase_indent(flow, False)
+
+
+def _str(dumper, value):
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def dump_yaml(data):
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=150, allow_unicode=True, explicit_start=True)
+
+
 if __name__ == "__main__":  # pragma: no cover  (PYTHONPATH=plugins/filter)
     meta, files, _ = load(sys.argv[1])
-    print(yaml.safe_dump({"expected": compact(run(meta, files))}, sort_keys=False, width=200))
+    print(dump_yaml({"expected": compact(run(meta, files))}))
