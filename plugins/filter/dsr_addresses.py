@@ -1,9 +1,8 @@
 """A host's interface addresses, from either form of `ip addr show` (filter plugin).
 
-`ip -j addr show` (JSON) exists from iproute2 4.14.1 on; CentOS 7 (3.10 and
-4.11), Debian 9 (4.9) and Ubuntu 18.04 (4.15, whose JSON is not reliable)
-lack it. `ip -o addr show` prints one line per address on every iproute2
-release:
+`ip -j addr show` (JSON) is missing from the fleet's oldest iproute2
+releases (CentOS 7: 3.10 and 4.11, Debian 9: 4.9). `ip -o addr show` prints
+one line per address on every release:
 
     2: eth0    inet 172.18.0.2/16 brd 172.18.255.255 scope global eth0\\       valid_lft forever preferred_lft forever
     2: eth0    inet6 2001:db8::2/64 scope global dynamic mngtmpaddr \\       valid_lft 86398sec preferred_lft 14398sec
@@ -178,8 +177,8 @@ def ip_addresses(data):
             try:
                 data = json.loads(text)
             except ValueError as e:
-                raise AddressParseError("`ip -j addr show` printed invalid JSON (%s); iproute2 before 4.17 can, "
-                                        "read `ip -o addr show` instead" % e)
+                raise AddressParseError("`ip -j addr show` printed invalid JSON (%s): read `ip -o addr show` "
+                                        "instead, which every iproute2 release prints" % e)
             if isinstance(data, dict):
                 data = [data]
         else:
