@@ -226,3 +226,19 @@ def test_a_file_that_is_not_utf8_is_left_for_a_person():
     raw = b"# \xe9t\xe9\nserver {\n listen 80;\n}\n"
     r = plan([{"path": "/l", "real_path": "/l", "exists": True, "content": base64.b64encode(raw).decode()}])
     assert not r["changed"] and "not UTF-8" in r["problems"][0]
+
+
+def test_crossplane_is_pinned_alike_everywhere_and_installed_at_that_pin():
+    import os
+    import re
+
+    import crossplane
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    pins = set()
+    for name in ("requirements.txt", "requirements-legacy.txt", "execution-environment.yml",
+                 "execution-environment-legacy.yml"):
+        with open(os.path.join(root, name)) as f:
+            found = re.findall(r"(?m)^\s*(?:- )?crossplane==(\S+)\s*$", f.read())
+        assert len(found) == 1, name
+        pins.update(found)
+    assert pins == {crossplane.__version__}

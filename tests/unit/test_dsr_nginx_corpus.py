@@ -166,15 +166,24 @@ def test_statements_match_crossplanes_parser(case, tmp_path):
 _ABS = re.compile(r"(?<![\w./-])/(etc|var|run|srv|usr/share)/")
 
 
-def _scratch(tmp, texts, links):
-    """Write the files under tmp with their absolute paths moved there; make
-    the certificates, keys, DH parameters and directories they name."""
-    tmpdir = str(tmp)
-    key, cert, dh = (os.path.join(tmpdir, n) for n in ("key.pem", "cert.pem", "dh.pem"))
+@pytest.fixture(scope="module")
+def tls_material(tmp_path_factory):
+    """A self-signed certificate, its key and DH parameters (RFC 7919 ffdhe2048)."""
+    d = tmp_path_factory.mktemp("tls")
+    key, cert, dh = (str(d / n) for n in ("key.pem", "cert.pem", "dh.pem"))
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=corpus",
                     "-keyout", key, "-out", cert], check=True, capture_output=True)
     subprocess.run(["openssl", "genpkey", "-genparam", "-algorithm", "DH", "-pkeyopt", "group:ffdhe2048",
                     "-out", dh], check=True, capture_output=True)
+    return key, cert, dh
+
+
+def _scratch(tmp, texts, links, tls):
+    """Write the files under tmp with their absolute paths moved there; put
+    the certificates, keys and DH parameters they name in place and make the
+    directories they log to."""
+    tmpdir = str(tmp)
+    key, cert, dh = tls
     for path, text in texts.items():
         text = _ABS.sub(lambda m: tmpdir + m.group(0), text)
         text = re.sub(r"(?m)^(\s*user\s+)[^;]+;", r"\1root;", text)
@@ -202,7 +211,7 @@ def _scratch(tmp, texts, links):
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_nginx_accepts_the_result(case, tmp_path):
+def test_nginx_accepts_the_result(case, tmp_path, request):
     if not NGINX:
         pytest.skip("nginx is not installed on this controller: `apt-get install nginx libnginx-mod-stream` "
                     "lets this test run `nginx -t` on every planned corpus result (without starting nginx)")
@@ -215,7 +224,7 @@ def test_nginx_accepts_the_result(case, tmp_path):
     result = dict(texts)
     for path, f in plan["files"].items():
         result[path] = f["content"]
-    _scratch(tmp_path, result, meta.get("links") or {})
+    _scratch(tmp_path, result, meta.get("links") or {}, request.getfixturevalue("tls_material"))
     main = str(tmp_path) + meta.get("main", "/etc/nginx/nginx.conf")
     # nginx -t binds every listen: run it in a network namespace of its own
     # that carries the listens' addresses (and no other process's ports).
