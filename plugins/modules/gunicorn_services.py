@@ -352,8 +352,11 @@ class ConfigEvaluator(object):
             base = self.value(node.value)
             if isinstance(base, _Module) and base.name == "os" and node.attr == "environ":
                 return _Env(self.environ)
-            if isinstance(base, _Module):
+            if isinstance(base, _Module) and base.name in ("os", "os.path") and isinstance(node.ctx, ast.Load):
                 return _Module(base.name + "." + node.attr)
+            if isinstance(base, _Module):
+                self.fail(node, "uses %s.%s, a value of an imported module this tool does not read"
+                          % (base.name, node.attr))
             self.fail(node, "uses an attribute (.%s) this tool cannot evaluate" % node.attr)
         if t == "Subscript":
             base = self.value(node.value)
@@ -591,6 +594,8 @@ class ConfigEvaluator(object):
                 v = cur + (list(v) if isinstance(cur, list) and isinstance(v, tuple) else v)
             if isinstance(v, list):
                 v = list(v)
+            if name in _SETTINGS and isinstance(v, (_Module, _Env)):
+                self.fail(node, "sets %s to a module or os.environ itself" % name)
             self.names[name] = v
         except NotUnderstood as e:
             if name in _SETTINGS:
@@ -957,7 +962,12 @@ def expand_exec_env(words, environ):
     for w in words:
         m = re.match(r"^\$([A-Za-z_][A-Za-z0-9_]*)$", w)
         if m:
-            out.extend(environ.get(m.group(1), "").split())
+            # replace_env_argv(): the value is split into words, quotes honoured (EXTRACT_UNQUOTE|EXTRACT_RELAX)
+            value = environ.get(m.group(1), "")
+            try:
+                out.extend(shlex.split(value))
+            except ValueError:
+                out.extend(value.split())
             continue
 
         def sub(mm):
@@ -1436,7 +1446,6 @@ def understand_command(argv, fs, environ, path_env=None):
                 raise NotUnderstood("runs a shell inside %s -c" % _base(shell))
             raise NotUnderstood("runs %s -c %r, which %s" % (_base(shell), inner, e))
         if assigns:
-            launch.launcher.remove("env")
             launch.argv[0] = "/usr/bin/env"
         launch.launcher.insert(0, _base(shell) + " -c")
         return launch
