@@ -378,39 +378,27 @@ def _insertion(text, end, lines, indent):
     return eol, "".join(nl + indent + l for l in lines)
 
 
-def nginx_plan(files, interfaces=None, ctx=None):
-    """Plan the IPv6 listen lines for nginx's files (see the module's doc)."""
-    if crossplane is None:  # pragma: no cover
-        raise AnsibleFilterError("dsr_nginx_plan needs the Python package crossplane on the controller "
-                                 "(pip install -r requirements.txt)")
-    interfaces = interfaces or {}
-    ctx = ctx or {}
-    where = "host %s: " % ctx["host"] if ctx.get("host") else ""
-    inputs = _inputs(files)
-    prefix = ctx.get("prefix")
-    if not prefix:
-        mains = [p for p, _, _ in inputs if posixpath.basename(p) == "nginx.conf"]
-        prefix = posixpath.dirname(mains[0]) + "/" if mains and "/" in mains[0] else "/etc/nginx/"
-    w = _Walk(inputs, prefix if prefix.endswith("/") else prefix + "/", where)
-    w.run()
-    result = {"files": {}, "problems": list(w.problems), "warnings": [], "notes": [], "changed": False,
-              "listens": [], "servers": []}
-
-    # localhost and names that resolve to both loopback addresses
-    dual = _dual_loopback_names(ctx.get("hosts"))
+def _backend_warnings(w, hosts_text, where):
+    """localhost, and names that resolve to both loopback addresses, wherever nginx connects to them."""
+    dual = _dual_loopback_names(hosts_text)
+    out = []
     for real, line, name, arg in w.passes:
         host = _pass_host(arg)
-        if not host or (name == "proxy_pass" and "://" in arg and host in w.upstreams) \
-                or (name != "server" and "://" not in arg and host in w.upstreams):
+        # a *_pass naming an upstream block goes to that block's servers
+        if not host or (name != "server" and host in w.upstreams):
             continue
         if host in dual or host.endswith(".localhost"):
-            result["warnings"].append(
+            out.append(
                 "%s%s line %d: %s %s: %s resolves to ::1 and 127.0.0.1, and nginx tries ::1 first; with the "
                 "backend on IPv4 only this logs refused connects and marks it down. Prefer a literal address "
                 "(127.0.0.1 or [::1])." % (where, real, line, "upstream server" if name == "server" else name,
                                            arg, host))
+    return out
 
-    # every socket that exists before the change, and who carries the once-only options
+
+def _sockets_before(w, where, problems):
+    """Each server's IPv6 sockets (srv["v6"]), and the addresses and ports whose
+    default_server and socket options some listen already carries."""
     taken_default, taken_set, v4_ports = set(), set(), set()
     for srv in w.servers:
         srv["v6"] = set()
@@ -418,7 +406,7 @@ def nginx_plan(files, interfaces=None, ctx=None):
             lst = item["listen"]
             if lst is None or lst["kind"] != "tcp":
                 if lst and lst["kind"] in ("name", "bad"):
-                    result["problems"].append(
+                    problems.append(
                         "%s%s line %d: listen %s is not a literal address; nginx would bind whatever it "
                         "resolves to. Write an IP address." % (where, item["file"], item["stmt"]["line"], lst["addr"]))
                 continue
@@ -437,48 +425,84 @@ def nginx_plan(files, interfaces=None, ctx=None):
             lst = item["listen"]
             if lst and lst["kind"] == "tcp" and lst["family"] == 6 and lst["host"] == "::" \
                     and "ipv6only=off" in lst["params"] and lst["port"] in v4_ports and not _is_udp(lst):
-                result["problems"].append(
+                problems.append(
                     "%s%s line %d: listen [::]:%d ipv6only=off beside an IPv4 listen on port %d fails at start "
                     "with EADDRINUSE (nginx -t does not catch it); remove ipv6only=off"
                     % (where, item["file"], item["stmt"]["line"], lst["port"], lst["port"]))
+    return taken_default, taken_set
 
+
+class _Edits(object):
+    """Lines to insert, per real file, and the listens each statement gains."""
+    def __init__(self, texts):
+        self.texts, self.inserts, self.added, self.gained = texts, {}, {}, {}
+
+    def after(self, real, end, lines, indent):
+        off, piece = _insertion(self.texts[real], end, lines, indent)
+        at = self.inserts.setdefault(real, {})
+        at[off] = at.get(off, "") + piece
+        self.added.setdefault(real, []).extend((end, l) for l in lines)
+
+    def after_listen(self, real, stmt, lines):
+        text = self.texts[real]
+        base, line_start = _indent(text, stmt["start"] if stmt["start"] is not None else stmt["end"])
+        first = stmt["start"] is not None and not text[line_start:stmt["start"]].strip()
+        self.after(real, stmt["end"], lines, base if first else base + "    ")
+        self.gained[(real, stmt["end"])] = [l[len("listen "):-1] for l in lines]
+
+    def apply(self, real, text):
+        new = text
+        for off, piece in sorted(self.inserts.get(real, {}).items(), reverse=True):
+            new = new[:off] + piece + new[off:]
+        return new, [l for _, l in sorted(self.added.get(real, []), key=lambda x: x[0])]
+
+
+def _twin_params(lst, key, sharers, taken_default, taken_set):
+    """The twin's parameters: never ipv6only=; default_server and the socket
+    options only where no other listen on its address and port has them."""
+    params = [p for p in lst["params"] if not p.startswith("ipv6only=")]
+    if key in taken_default or len(sharers) > 1:
+        params = [p for p in params if not _is_default(p)]
+    if key in taken_set or len(sharers) > 1:
+        params = [p for p in params if not _is_set(p)]
+    if any(_is_default(p) for p in params):
+        taken_default.add(key)
+    if any(_is_set(p) for p in params):
+        taken_set.add(key)
+    return params
+
+
+def _server_without_listen(srv, edits, result):
+    text = edits.texts[srv["file"]]
+    s = srv["stmt"]
+    base, _ = _indent(text, s["start"] if s["start"] is not None else s["end"])
+    nxt = re.match(r"[^\n]*\n([ \t]*)\S", text[s["end"]:])
+    indent = nxt.group(1) if nxt and len(nxt.group(1)) > len(base) else base + "    "
+    lines = ["listen 80;", "listen [::]:80;"]
+    edits.after(srv["file"], s["end"], lines, indent)
+    srv["implicit"] = lines
+    result["listens"].append({"file": srv["file"], "line": srv["line"], "server": srv["index"],
+                              "address": "::", "port": 80, "v6only": 1})
+
+
+def _plan_twins(w, interfaces, where, result, edits, taken_default, taken_set):
     # which servers see each listen statement (a snippet may be included by several)
     seen_by = {}
     for srv in w.servers:
         for item in srv["listens"]:
             seen_by.setdefault((item["file"], item["stmt"]["end"]), []).append(srv)
-
-    inserts = {}  # real path -> {offset: piece}
-    added = {}    # real path -> [(offset, line)]
-    new_listens = {}  # (file, stmt end) -> [listen args as text]
     done = set()
-
-    def add_lines(real, end, lines, indent):
-        off, piece = _insertion(w.texts[real], end, lines, indent)
-        inserts.setdefault(real, {})[off] = inserts.get(real, {}).get(off, "") + piece
-        added.setdefault(real, []).extend((end, l) for l in lines)
-
     for srv in w.servers:
-        desc = "server at %s line %d" % (srv["file"], srv["line"])
         for real, line, arg in srv["unread"]:
             result["problems"].append(
-                "%s%s line %d: include %s in the %s names a file that was not read; that server's listens are "
-                "unknown. Let the plan read every file nginx -T lists." % (where, real, line, arg, desc))
+                "%s%s line %d: include %s in the server at %s line %d names a file that was not read; that "
+                "server's listens are unknown. Let the plan read every file nginx -T lists."
+                % (where, real, line, arg, srv["file"], srv["line"]))
         if srv["unread"]:
             continue
         if not srv["listens"]:
-            if srv["kind"] != "http":
-                continue
-            text = w.texts[srv["file"]]
-            s = srv["stmt"]
-            base, _ = _indent(text, s["start"] if s["start"] is not None else s["end"])
-            nxt = re.match(r"[^\n]*\n([ \t]*)\S", text[s["end"]:])
-            indent = nxt.group(1) if nxt and len(nxt.group(1)) > len(base) else base + "    "
-            lines = ["listen 80;", "listen [::]:80;"]
-            add_lines(srv["file"], s["end"], lines, indent)
-            srv["implicit"] = lines
-            result["listens"].append({"file": srv["file"], "line": srv["line"], "server": srv["index"],
-                                      "address": "::", "port": 80, "v6only": 1})
+            if srv["kind"] == "http":
+                _server_without_listen(srv, edits, result)
             continue
         for item in srv["listens"]:
             lst, s = item["listen"], item["stmt"]
@@ -490,18 +514,18 @@ def nginx_plan(files, interfaces=None, ctx=None):
                     "wanted" % (where, item["file"], s["line"], " ".join(s["args"]),
                                 "quic" if "quic" in lst["params"] else "udp"))
                 continue
+            key_stmt = (item["file"], s["end"])
             targets = _counterparts(lst, interfaces)
             if not targets:
-                if (item["file"], s["end"]) not in done:
+                if key_stmt not in done:
                     result["problems"].append(
                         "%s%s line %d: listen %s: the interface that carries %s has no global IPv6 address"
                         % (where, item["file"], s["line"], _fmt(lst["host"], lst["port"]), lst["host"]))
-                    done.add((item["file"], s["end"]))
+                    done.add(key_stmt)
                 continue
             for t in targets:
                 result["listens"].append({"file": item["file"], "line": s["line"], "server": srv["index"],
                                           "address": t, "port": lst["port"], "v6only": 1 if t == "::" else None})
-            key_stmt = (item["file"], s["end"])
             if key_stmt in done:
                 continue
             done.add(key_stmt)
@@ -520,46 +544,56 @@ def nginx_plan(files, interfaces=None, ctx=None):
                                           _fmt(t, lst["port"]),
                                           ", ".join("server at %s line %d" % (x["file"], x["line"]) for x in have)))
                     continue
-                key = (srv["kind"], t, lst["port"], "tcp")
-                params = [p for p in lst["params"] if not p.startswith("ipv6only=")]
-                if key in taken_default or len(sharers) > 1:
-                    params = [p for p in params if not _is_default(p)]
-                if key in taken_set or len(sharers) > 1:
-                    params = [p for p in params if not _is_set(p)]
-                if any(_is_default(p) for p in params):
-                    taken_default.add(key)
-                if any(_is_set(p) for p in params):
-                    taken_set.add(key)
+                params = _twin_params(lst, (srv["kind"], t, lst["port"], "tcp"), sharers, taken_default, taken_set)
                 for x in sharers:
                     x["v6"].add(sock)
                 lines.append("listen %s;" % " ".join([_fmt(t, lst["port"])] + params))
             if lines:
-                text = w.texts[item["file"]]
-                base, line_start = _indent(text, s["start"] if s["start"] is not None else s["end"])
-                first = s["start"] is not None and not text[line_start:s["start"]].strip()
-                add_lines(item["file"], s["end"], lines, base if first else base + "    ")
-                new_listens[key_stmt] = [l[len("listen "):-1] for l in lines]
+                edits.after_listen(item["file"], s, lines)
 
-    # the resulting listens of every server block, in nginx's order
+
+def _servers_after(w, edits):
+    """Every server block with its resulting listens, in nginx's order."""
+    out = []
     for srv in w.servers:
-        out = []
+        listens = []
         for item in srv["listens"]:
             s = item["stmt"]
-            out.append({"listen": " ".join(s["args"]), "file": item["file"], "line": s["line"], "added": False})
-            for l in new_listens.get((item["file"], s["end"]), []):
-                out.append({"listen": l, "file": item["file"], "line": s["line"], "added": True})
+            listens.append({"listen": " ".join(s["args"]), "file": item["file"], "line": s["line"], "added": False})
+            for l in edits.gained.get((item["file"], s["end"]), []):
+                listens.append({"listen": l, "file": item["file"], "line": s["line"], "added": True})
         for l in srv.get("implicit", []):
-            out.append({"listen": l[len("listen "):-1], "file": srv["file"], "line": srv["line"], "added": True})
-        result["servers"].append({"file": srv["file"], "line": srv["line"], "kind": srv["kind"],
-                                  "names": srv["names"], "listens": out})
+            listens.append({"listen": l[len("listen "):-1], "file": srv["file"], "line": srv["line"], "added": True})
+        out.append({"file": srv["file"], "line": srv["line"], "kind": srv["kind"], "names": srv["names"],
+                    "listens": listens})
+    return out
 
+
+def nginx_plan(files, interfaces=None, ctx=None):
+    """Plan the IPv6 listen lines for nginx's files (see the module's doc)."""
+    if crossplane is None:  # pragma: no cover
+        raise AnsibleFilterError("dsr_nginx_plan needs the Python package crossplane on the controller "
+                                 "(pip install -r requirements.txt)")
+    interfaces = interfaces or {}
+    ctx = ctx or {}
+    where = "host %s: " % ctx["host"] if ctx.get("host") else ""
+    inputs = _inputs(files)
+    prefix = ctx.get("prefix")
+    if not prefix:
+        mains = [p for p, _, _ in inputs if posixpath.basename(p) == "nginx.conf"]
+        prefix = posixpath.dirname(mains[0]) + "/" if mains and "/" in mains[0] else "/etc/nginx/"
+    w = _Walk(inputs, prefix if prefix.endswith("/") else prefix + "/", where)
+    w.run()
+    result = {"files": {}, "problems": list(w.problems), "warnings": _backend_warnings(w, ctx.get("hosts"), where),
+              "notes": [], "changed": False, "listens": [], "servers": []}
+    taken_default, taken_set = _sockets_before(w, where, result["problems"])
+    edits = _Edits(w.texts)
+    _plan_twins(w, interfaces, where, result, edits, taken_default, taken_set)
+    result["servers"] = _servers_after(w, edits)
     for path, real, text in inputs:
         if real in result["files"]:
             continue
-        new = text
-        for off, piece in sorted(inserts.get(real, {}).items(), reverse=True):
-            new = new[:off] + piece + new[off:]
-        lines = [l for _, l in sorted(added.get(real, []), key=lambda x: x[0])]
+        new, lines = edits.apply(real, text)
         if new != text and re.search("[\udc80-\udcff]", text):
             result["problems"].append("%s%s: not UTF-8 text; add its IPv6 listen lines by hand (%s)"
                                       % (where, real, "; ".join(lines)))
