@@ -2151,7 +2151,8 @@ def discover_supervisor(host, only=(), skip=(), sup_units=None):
         except NotUnderstood as e:
             problems.append("%s: %s" % (label, e))
             continue
-        key = "%s:%s" % (group, process_name) if name in groups else process_name
+        # supervisorctl's name: the process alone when it is its group's name, else group:process
+        key = process_name if group == process_name else "%s:%s" % (group, process_name)
         if status_known:
             state, pid = statuses.get(key) or statuses.get(process_name) or ("UNKNOWN", 0)
         else:

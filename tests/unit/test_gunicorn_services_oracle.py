@@ -53,7 +53,16 @@ def _pip_target(target, requirements):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+_PATHS = {}
+
+
 def oracle_paths(version):
+    if version not in _PATHS:
+        _PATHS[version] = _oracle_paths(version)
+    return _PATHS[version]
+
+
+def _oracle_paths(version):
     target = os.path.join(CACHE, "gunicorn-%s" % version)
     if not os.path.isdir(target):
         reqs = ["gunicorn==%s" % version]
@@ -78,12 +87,14 @@ import io, json, os, sys
 jobs = json.load(sys.stdin)
 out = []
 for job in jobs:
-    for m in [m for m in sys.modules if m == "gunicorn" or m.startswith("gunicorn.")]:
-        del sys.modules[m]
+    # the Bind and ForwardedAllowIPS defaults are computed from os.environ when gunicorn.config is imported
+    for m in ("gunicorn.config", "gunicorn.app.base", "gunicorn.app.wsgiapp"):
+        sys.modules.pop(m, None)
     os.environ.clear()
     os.environ.update(job["env"])
     os.chdir(job["cwd"])
-    from gunicorn.app import base
+    import importlib
+    base = importlib.import_module("gunicorn.app.base")
     root = job["root"]
     real_load = base.Application.load_config_from_module_name_or_filename
 
