@@ -50,7 +50,11 @@ def ss_format(version_text):
     return None
 
 
-_PROC = re.compile(r'\("([^"]*)",pid=(\d+),fd=(\d+)\)')
+# users:(("name",pid=N,fd=N),...) since iproute2 3.14; users:(("name",N,N))
+# before (RHEL/CentOS 7's 3.10). A name may hold spaces (setproctitle's
+# "gunicorn: maste"), so the field is read from the line, not split words.
+_USERS = re.compile(r'users:\((\("(?:[^"\\]|\\.)*",(?:pid=)?\d+,(?:fd=)?\d+\)(?:,\("(?:[^"\\]|\\.)*",(?:pid=)?\d+,(?:fd=)?\d+\))*)\)')
+_PROC = re.compile(r'\("((?:[^"\\]|\\.)*)",(?:pid=)?(\d+),(?:fd=)?(\d+)\)')
 
 
 def _split_addr(local):
@@ -65,15 +69,20 @@ def parse_ss(text, version_text=None, fmt=None):
     lines = [l for l in (text or "").splitlines() if l.strip()]
     rows = []
     for line in lines:
+        users = _USERS.search(line)
+        procs = []
+        if users:
+            procs = [{"name": n, "pid": int(p), "fd": int(f)} for n, p, f in _PROC.findall(users.group(1))]
+            line = line[:users.start()] + " " + line[users.end():]
         fields = line.split()
         if fields[0] in ("State", "Netid"):
             continue  # header (old ss has no -H)
         if fields[0] != "LISTEN" or len(fields) < 5:
             continue
-        rows.append(fields)
+        rows.append((fields, procs))
     fmt = fmt or ss_format(version_text)
     if fmt is None:
-        locals_ = [r[3] for r in rows]
+        locals_ = [r[0][3] for r in rows]
         if any(l.startswith("[") for l in locals_):
             fmt = "new"
         elif any(l.startswith(":::") or re.match(r"^[0-9a-fA-F]*::", l) for l in locals_):
@@ -88,11 +97,10 @@ def parse_ss(text, version_text=None, fmt=None):
         raise SsParseError("unknown ss format %r" % fmt)
 
     listeners = []
-    for fields in rows:
+    for fields, procs in rows:
         local = fields[3]
         rest = fields[5:]
         v6only = None
-        procs = []
         cgroup_unit = None
         for item in rest:
             if item.startswith("v6only:"):
@@ -101,8 +109,6 @@ def parse_ss(text, version_text=None, fmt=None):
                 unit = item.rstrip("/").rsplit("/", 1)[-1]
                 if unit.endswith(".service"):
                     cgroup_unit = unit
-            elif item.startswith("users:"):
-                procs = [{"name": n, "pid": int(p), "fd": int(f)} for n, p, f in _PROC.findall(item)]
         addr, port = _split_addr(local)
         iface = None
         if "%" in addr:

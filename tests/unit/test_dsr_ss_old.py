@@ -96,26 +96,14 @@ def test_processes_pid_fd_form(release, name):
         ("0.0.0.0", 80), ("0.0.0.0", 8000), ("::", 80), ("::", 8000)]  # rpcbind's 111 is not ours
 
 
-@pytest.mark.xfail(reason="dsr_ss reads only users:((\"name\",pid=N,fd=N)); iproute2 3.10 prints "
-                          "users:((\"name\",N,N)), so processes stay empty and managed_listeners keeps "
-                          "every socket on a managed port as of unknown owner", strict=False)
 def test_processes_of_3_10():
+    """iproute2 3.10 prints users:(("name",N,N)), without pid= and fd=."""
     ls = parse_ss(corpus("ss-ltnpe-iproute2-3.10-centos7.txt"), SS_V["3.10"])
     assert [p["pid"] for p in by_port(ls)[("0.0.0.0", 8000)]["processes"]] == [2412, 2411, 2405]
     kept = managed_listeners(ls, [80, 8000, 111])
     assert ("0.0.0.0", 111) not in [(l["address"], l["port"]) for l in kept]
 
 
-def test_3_10_owner_unknown_is_kept():
-    """What 3.10 gives today: no process names, so nothing is dropped."""
-    ls = parse_ss(corpus("ss-ltnpe-iproute2-3.10-centos7.txt"), SS_V["3.10"])
-    assert all(l["processes"] == [] for l in ls)
-    assert len(managed_listeners(ls, [111])) == 2
-
-
-@pytest.mark.xfail(reason="dsr_ss splits the line on whitespace before reading users:(...); a process name "
-                          "with a space (gunicorn with setproctitle installed names itself 'gunicorn: maste' "
-                          "in /proc/PID/comm) leaves processes empty, on every iproute2 release", strict=False)
 def test_process_name_with_a_space():
     """Captured on iproute2 6.1: setproctitle 1.3.8 set the title 'gunicorn: master [app:app]'."""
     ls = parse_ss(corpus("ss-ltnpe-iproute2-6.1-setproctitle.txt"), "ss utility, iproute2-6.1.0")
