@@ -33,12 +33,13 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import functools
 import shlex
 import socket
 
 ALL, SOME, NONE = "all", "some", "none"
 VERDICT = {ALL: "open", SOME: "restricted", NONE: "closed"}
-LOOPBACK = {4: ipaddress.ip_network("127.0.0.0/8"), 6: ipaddress.ip_network("::1/128")}
+LOOPBACK = {4: "127.0.0.0/8", 6: "::1/128"}
 SYN, FLAG_BITS = 0x02, {"fin": 0x01, "syn": 0x02, "rst": 0x04, "psh": 0x08, "ack": 0x10, "urg": 0x20,
                          "ecn": 0x40, "cwr": 0x80, "ece": 0x40}
 
@@ -46,34 +47,76 @@ SYN, FLAG_BITS = 0x02, {"fin": 0x01, "syn": 0x02, "rst": 0x04, "psh": 0x08, "ack
 # Source sets ---------------------------------------------------------------
 #
 # ("all", items): every source except those items; ("list", items): only those
-# items. An item is (label, network or None); None is an opaque subset (an
-# ipset by name, an interface) that covers nothing else and is covered by
-# nothing. Intersections with opaque items over-approximate, which only ever
-# makes an allowed set larger.
+# items. An item is (label, network or None); a network is (version, number,
+# prefix length), plain integers so that sets of tens of thousands of banned
+# addresses stay fast. None is an opaque subset (an ipset by name, an
+# interface) that covers nothing else and is covered by nothing.
+# Intersections with opaque items over-approximate, which only ever makes an
+# allowed set larger.
 
 S_ALL = ("all", ())
 S_NONE = ("list", ())
+_BITS = {4: 32, 6: 128}
+_AF = {4: socket.AF_INET, 6: socket.AF_INET6}
 
 
-def _item(net, label=None):
-    return (label or str(net), net)
+@functools.lru_cache(maxsize=65536)
+def _net(text):
+    """(label, (version, number, prefix length)) of an address or network, host bits cleared."""
+    addr, _, plen = str(text).strip().partition("/")
+    v = 6 if ":" in addr else 4
+    try:
+        num = int.from_bytes(socket.inet_pton(_AF[v], addr.split("%")[0]), "big")
+    except OSError:
+        raise ValueError("not an IP address: %r" % (text,))
+    p = int(plen) if plen else _BITS[v]
+    if not 0 <= p <= _BITS[v]:
+        raise ValueError("not a prefix length: %r" % (text,))
+    num = num >> (_BITS[v] - p) << (_BITS[v] - p)
+    return ("%s/%d" % (socket.inet_ntop(_AF[v], num.to_bytes(_BITS[v] // 8, "big")), p), (v, num, p))
+
+
+def _item(text):
+    return _net(text)
+
+
+def _index(items):
+    """{(version, prefix length): {network number}} of the networks among items, for cover tests."""
+    idx = {}
+    for _, net in items:
+        if net is not None:
+            v, num, p = net
+            idx.setdefault((v, p), set()).add(num >> (_BITS[v] - p))
+    return idx
+
+
+def _in_index(item, idx, opaque=(), strict=False):
+    """Is item inside one of the indexed networks (strict: a strictly larger one)?"""
+    net = item[1]
+    if net is None:
+        return item in opaque
+    v, num, p = net
+    for (w, q), nums in idx.items():
+        if w == v and (q < p or (q == p and not strict)) and (num >> (_BITS[v] - q)) in nums:
+            return True
+    return False
 
 
 def _covered(item, items):
-    net = item[1]
-    if net is None:
-        return any(i == item for i in items)
-    return any(i[1] is not None and i[1].version == net.version and net.subnet_of(i[1]) for i in items)
+    return _in_index(item, _index(items), set(i for i in items if i[1] is None))
+
+
+def _inside(a, b):
+    """Is network a inside network b?"""
+    return a[0] == b[0] and a[2] >= b[2] and (a[1] >> (_BITS[a[0]] - b[2])) == (b[1] >> (_BITS[b[0]] - b[2]))
 
 
 def _meet(a, b):
     """Intersection of two items, or None when empty."""
     if a[1] is not None and b[1] is not None:
-        if a[1].version != b[1].version:
-            return None
-        if a[1].subnet_of(b[1]):
+        if _inside(a[1], b[1]):
             return a
-        if b[1].subnet_of(a[1]):
+        if _inside(b[1], a[1]):
             return b
         return None
     if a == b:
@@ -82,26 +125,28 @@ def _meet(a, b):
     return ("%s & %s" % (a[0], b[0]), net)
 
 
-def _dedupe(items):
-    out = []
-    for i in items:
-        if i not in out:
-            out.append(i)
-    return tuple(out)
-
-
 def _normal(kind, items):
-    items = _dedupe(items)
-    if kind == "list":
-        # drop items inside another item; a list covering a whole family is all of it
-        items = tuple(i for n, i in enumerate(items)
-                      if not _covered(i, [j for m, j in enumerate(items) if m != n and j[1] != i[1]]))
-        for v in (4, 6):
-            nets = [i[1] for i in items if i[1] is not None and i[1].version == v]
-            if nets and any(n.prefixlen == 0 for n in ipaddress.collapse_addresses(nets)):
-                rest = tuple(i for i in items if i[1] is None or i[1].version != v)
-                return ("all", ()) if not rest else ("list", items)
+    items = tuple(dict.fromkeys(items))
+    if kind == "list" and len(items) > 1:
+        # drop items inside a larger item
+        idx = _index(items)
+        items = tuple(i for i in items if not _in_index(i, idx, strict=True))
     return (kind, items)
+
+
+def _final(s):
+    """A list that covers a whole address family is everyone (each family is evaluated on its own)."""
+    if s[0] == "list":
+        for v in (4, 6):
+            spans = sorted((n[1], n[1] + (1 << (_BITS[v] - n[2])) - 1) for _, n in s[1] if n and n[0] == v)
+            end = -1
+            for lo, hi in spans:
+                if lo > end + 1:
+                    break
+                end = max(end, hi)
+            if end == (1 << _BITS[v]) - 1 and spans and spans[0][0] == 0:
+                return S_ALL
+    return s
 
 
 def s_list(items):
@@ -117,7 +162,10 @@ def s_and(a, b):
         return _normal("all", a[1] + b[1])
     if a[0] == "all" or b[0] == "all":
         excl, lst = (a[1], b[1]) if a[0] == "all" else (b[1], a[1])
-        return _normal("list", [i for i in lst if not _covered(i, excl)])
+        if not excl:
+            return ("list", lst)
+        idx, opaque = _index(excl), set(i for i in excl if i[1] is None)
+        return _normal("list", [i for i in lst if not _in_index(i, idx, opaque)])
     out = []
     for x in a[1]:
         for y in b[1]:
@@ -144,8 +192,15 @@ def _nets(text):
     text = str(text).strip()
     if "-" in text:
         a, b = (ipaddress.ip_address(x.strip()) for x in text.split("-", 1))
-        return [_item(n) for n in ipaddress.summarize_address_range(a, b)]
-    return [_item(ipaddress.ip_network(text, strict=False))]
+        return [_item(str(n)) for n in ipaddress.summarize_address_range(a, b)]
+    return [_item(text)]
+
+
+def _nets_or_opaque(text):
+    try:
+        return _nets(text)
+    except (ValueError, TypeError):
+        return [(str(text), None)]  # not an address this reader knows: an explicit subset of sources
 
 
 # Conditions -----------------------------------------------------------------
@@ -201,6 +256,7 @@ def c_opaque(label, neg=False):
 
 # iptables-save -------------------------------------------------------------
 
+@functools.lru_cache(maxsize=8)
 def parse_iptables_save(text):
     """{'policies': {chain: policy}, 'rules': {chain: [rule text, ...]}, 'present', 'notes'} of the filter table."""
     policies, rules, table, notes, backend = {}, {}, None, [], None
@@ -302,9 +358,15 @@ _IPT_VERDICTS = {"ACCEPT": "accept", "DROP": "drop", "REJECT": "drop", "TARPIT":
                  "NFQUEUE": "queue", "QUEUE": "queue", "SYNPROXY": "queue"}
 
 
+@functools.lru_cache(maxsize=65536)
+def _tokens(rule):
+    """Words of an iptables-save line; only comments and log prefixes carry quotes."""
+    return tuple(shlex.split(rule)) if ('"' in rule or "'" in rule) else tuple(rule.split())
+
+
 def _ipt_rule(rule, port):
     """(condition, target, goto) of one `-A CHAIN ...` line."""
-    toks = shlex.split(rule)[2:]
+    toks = _tokens(rule)[2:]
     cond, target, goto, neg, module, i = TRUE, None, False, False, None, 0
     while i < len(toks) and cond:
         t = toks[i]
@@ -339,11 +401,11 @@ def _ipt_option(opt, args, val, neg, module, port):
     if opt in ("-p", "--protocol"):
         return c_bool(val.lower() in ("tcp", "6", "all", "0"), neg)
     if opt in ("-s", "--source", "--ctorigsrc"):
-        return c_src(s_list([n for part in val.split(",") for n in _nets(part)]), neg)
+        return c_src(s_list([n for part in val.split(",") for n in _nets_or_opaque(part)]), neg)
     if opt in ("-d", "--destination", "--dst-range", "--ctorigdst"):
         return c_opaque("to " + val, neg)
     if opt == "--src-range":
-        return c_src(s_list(_nets(val)), neg)
+        return c_src(s_list(_nets_or_opaque(val)), neg)
     if opt in ("-i", "--in-interface"):
         if val == "lo":
             return c_bool(False, neg)
@@ -399,6 +461,11 @@ def _ipt_option(opt, args, val, neg, module, port):
 # nftables ----------------------------------------------------------------------
 
 def parse_nft_json(text, skip_tables=()):
+    return _parse_nft_json(text or "", frozenset(skip_tables))
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_nft_json(text, skip_tables):
     """Chains, sets and maps of `nft -j list ruleset`, and the base chains on the input path."""
     if not text or not text.strip():
         return {"chains": {}, "base": [], "sets": {}, "present": False}
@@ -465,13 +532,10 @@ def _port_hit(e, port):
 def _addr_items(e):
     e = _elem_key(e)
     if isinstance(e, tuple) and e[0] == "prefix":
-        return [_item(ipaddress.ip_network("%s/%s" % (e[1], e[2]), strict=False))]
+        return _nets_or_opaque("%s/%s" % (e[1], e[2]))
     if isinstance(e, tuple) and e[0] == "range":
-        return _nets("%s-%s" % (e[1], e[2]))
-    try:
-        return _nets(e)
-    except (ValueError, TypeError):
-        return [("%s" % (e,), None)]
+        return _nets_or_opaque("%s-%s" % (e[1], e[2]))
+    return _nets_or_opaque(e)
 
 
 def _show(elems):
@@ -751,6 +815,41 @@ class _Walk(object):
         return accepted
 
 
+def _merge(rules):
+    """Fold runs of rules that differ only in their source list (fail2ban's one rule per ban) into one.
+
+    Exact for terminal actions: a packet matches the folded rule when it
+    matches one of them, and the first it would match ends its walk anyway.
+    """
+    out, run = [], None
+    for r in rules:
+        cond, action, sub, text = r
+        key = None
+        if action in ("accept", "drop", "return", "queue") and len(cond) == 1 and cond[0][0][0] == "list":
+            key = (action, cond[0][1])
+        if key is not None and run is not None and run[0] == key:
+            run[1].extend(cond[0][0][1])
+            run[2] += 1
+            continue
+        if run is not None:
+            out.append(_folded(run))
+            run = None
+        if key is not None:
+            run = [key, list(cond[0][0][1]), 1, text]
+        else:
+            out.append(r)
+    if run is not None:
+        out.append(_folded(run))
+    return out
+
+
+def _folded(run):
+    (action, other), items, count, text = run
+    if count > 1:
+        text = "%s (and %d more rules like it)" % (text, count - 1)
+    return ([(s_list(items), other)], action, None, text)
+
+
 def _ipt_access(parsed, port, family):
     if not parsed["present"]:
         return S_ALL, [("accept", S_ALL, "no INPUT rules")]
@@ -768,7 +867,7 @@ def _ipt_access(parsed, port, family):
                 else:
                     action, sub = None, None  # LOG, MARK, CT...: the packet goes on
                 out.append((cond, action, sub, r))
-            cache[chain] = out
+            cache[chain] = _merge(out)
         return cache[chain]
     w = _Walk(rules_of)
     return w.run("INPUT", parsed["policies"].get("INPUT", "ACCEPT")), w.reasons
@@ -781,10 +880,12 @@ def _nft_access(parsed, port, family):
         if key[0] not in fams:
             continue
 
-        def rules_of(chain, _fam=key[0], _table=key[1]):
-            c = parsed["chains"].get((_fam, _table, chain), {"rules": []})
-            return [(cond, action, sub, _nft_text(r)) for r in c["rules"]
-                    for cond, action, sub in _nft_rule(r, family, parsed, port)]
+        def rules_of(chain, _fam=key[0], _table=key[1], _cache=dict()):  # a new cache per base chain
+            if chain not in _cache:
+                c = parsed["chains"].get((_fam, _table, chain), {"rules": []})
+                _cache[chain] = _merge([(cond, action, sub, _nft_text(r)) for r in c["rules"]
+                                        for cond, action, sub in _nft_rule(r, family, parsed, port)])
+            return _cache[chain]
         w = _Walk(rules_of)
         out.append((w.run(key[2], parsed["chains"][key]["policy"]), w.reasons))
     return out
@@ -806,7 +907,7 @@ def port_access(port, family, iptables_text="", nft_text=""):
     for s, _ in results:
         allowed = s_and(allowed, s)
     # Packets from the internet never carry a loopback source.
-    allowed = s_minus(allowed, s_list([_item(LOOPBACK[family])]))
+    allowed = _final(s_minus(allowed, s_list([_item(LOOPBACK[family])])))
     if family == 4:
         allowed = s_minus(allowed, s_list([_item(LOOPBACK[6])]))
     reasons = [r for _, rs in results for r in rs]
@@ -880,8 +981,15 @@ def exposure_problems(ports, iptables4="", iptables6="", nft="", accept=None, ct
     for port in sorted(set(int(p) for p in ports or [])):
         if port in accepted:
             continue
-        v4 = port_access(port, 4, iptables4, nft)
-        v6 = port_access(port, 6, iptables6, nft)
+        try:
+            v4 = port_access(port, 4, iptables4, nft)
+            v6 = port_access(port, 6, iptables6, nft)
+        except Exception as e:  # a rule set this reader cannot follow stops the host, it never passes it
+            problems.append("host %s: port %d%s: the input filtering could not be read (%s: %s); check it by "
+                            "hand, or accept it with dsr_exposure_accept: [%d] for this host"
+                            % (ctx.get("host", "?"), port, " (%s)" % services[port] if port in services else "",
+                               type(e).__name__, e, port))
+            continue
         if wider(v4["allow"], v6["allow"]):
             problems.append(
                 "host %s: port %d%s would answer on IPv6 %s (%s: %s) while IPv4 is %s by '%s'; add the same rule "

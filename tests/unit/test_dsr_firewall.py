@@ -344,3 +344,20 @@ def test_nginx_listens_name_their_origin_or_are_found_through_the_interfaces():
     assert private_bind_widening([], bare, [], {"interfaces": {"10.0.0.5": ["2001:db8:1::5/64"]}}) != []
     # nothing says where it comes from: reported, the safe side
     assert "does not say which IPv4 listen" in private_bind_widening([], bare, [], {})[0]
+
+
+def test_thousands_of_fail2ban_bans_stay_fast_and_stay_a_blocklist():
+    import time
+    bans = ["-A f2b-sshd -s 198.51.%d.%d/32 -j REJECT --reject-with icmp-port-unreachable" % (i // 256, i % 256)
+            for i in range(5000)]
+    t = ipt("-A INPUT -p tcp -m multiport --dports 22,8000 -j f2b-sshd", *bans + ["-A f2b-sshd -j RETURN"],
+            chains=["f2b-sshd"])
+    start = time.time()
+    a = port_access(8000, 4, t)
+    assert a["allow"] == "all" and len(a["except"]) == 5000 and "4999 more rules like it" not in a["why"]
+    assert time.time() - start < 5
+
+
+def test_a_rule_set_that_cannot_be_read_stops_the_host():
+    p = exposure_problems([8000], "", "", "{not json", ctx={"host": "h"})
+    assert len(p) == 1 and "could not be read" in p[0] and "dsr_exposure_accept: [8000]" in p[0]
