@@ -322,8 +322,14 @@ def _portnum(v):
 
 
 def _flags(text):
+    """Bits of TCP flags as iptables (`SYN,ACK`, `ALL`, `NONE`) or nft's JSON (`syn`, lists, {"|": [...]}) write them."""
+    if isinstance(text, dict) and "|" in text:
+        text = text["|"]
     if isinstance(text, (list, tuple)):
-        return sum(_flags(t) for t in text)
+        bits = 0
+        for t in text:
+            bits |= _flags(t)
+        return bits
     t = str(text).lower()
     if t == "all":
         return 0x3F
@@ -547,8 +553,8 @@ def _cmp(op, hit):
     return c_bool(hit, op == "!=")
 
 
-def _nft_cond(left, op, elems, family, port, label):
-    """Condition of `left op elems` for the packet, family 4 or 6."""
+def _nft_cond(left, op, elems, family, port, right=None):
+    """Condition of `left op elems` for the packet, family 4 or 6 (right: as written, for TCP flags)."""
     if isinstance(left, dict) and "payload" in left:
         proto, field = left["payload"].get("protocol"), left["payload"].get("field")
         if proto in ("ip", "ip6") and (proto == "ip") != (family == 4):
@@ -559,7 +565,7 @@ def _nft_cond(left, op, elems, family, port, label):
                 return c_bool({"<": port < v, ">": port > v, "<=": port <= v, ">=": port >= v}[op])
             return _cmp(op, any(_port_hit(e, port) for e in elems))
         if proto == "tcp" and field == "flags":
-            return _flag_cond(op, None, elems)
+            return _flag_cond(op, None, right if right is not None else elems)
         if proto in ("ip", "ip6") and field == "saddr":
             items = [i for e in elems for i in _addr_items(e)]
             return c_src(s_list(items), op == "!=")
@@ -616,7 +622,7 @@ def _nft_cond(left, op, elems, family, port, label):
     if isinstance(left, dict) and "&" in left:
         inner, mask = left["&"]
         if isinstance(inner, dict) and inner.get("payload", {}).get("field") == "flags":
-            return _flag_cond(op, _flags(mask), elems)
+            return _flag_cond(op, _flags(mask), right if right is not None else elems)
         if isinstance(inner, dict) and inner.get("payload", {}).get("field") == "frag-off":
             # `ip frag-off & 0x1fff != 0`: a later fragment, which a SYN is not
             return c_bool(all(_elem_key(e) in (0, "0") for e in elems), op == "!=")
@@ -633,7 +639,7 @@ def _nft_cond(left, op, elems, family, port, label):
                 continue
             c = TRUE
             for p, v in zip(parts, e[1]):
-                c = c_and(c, _nft_cond(p, "==", [v], family, port, label))
+                c = c_and(c, _nft_cond(p, "==", [v], family, port))
             alts.append(c)
         hit = [a for c in alts for a in c]
         return c_not(hit) if op == "!=" else hit
@@ -641,14 +647,21 @@ def _nft_cond(left, op, elems, family, port, label):
     return c_opaque("%s %s" % (json.dumps(left, sort_keys=True), _show(elems)), op == "!=")
 
 
-def _flag_cond(op, mask, elems):
-    want = _flags([_elem_key(e) for e in elems])
+def _flag_cond(op, mask, right):
+    """Does the SYN's flag byte (under mask) satisfy `op right`?
+
+    In nft's JSON a list is one value, its flags OR-ed (`fin|syn`); a set
+    ({"set": [...]}) is a choice among values. `in` and `!` without a value
+    of their own test bits (`tcp flags syn`: the syn bit is set).
+    """
     value = SYN if mask is None else SYN & mask
-    if op in ("in", "==") and mask is None and not isinstance(elems[0], tuple) and len(elems) > 1:
-        return c_bool(value in [_flags(_elem_key(e)) for e in elems])
+    if isinstance(right, dict) and "set" in right:
+        hit = value in [_flags(v) for v in right["set"]]
+        return c_bool(hit, op == "!=")
+    want = _flags(right)
     if op == "!":
         return c_bool(value & want == 0)
-    if op == "in" and mask is None:
+    if op == "in":
         return c_bool(value & want != 0)
     return c_bool(value == want, op == "!=")
 
@@ -679,7 +692,7 @@ def _nft_rule(rule, family, parsed, port):
         if "match" in e:
             m = e["match"]
             elems = _nft_elems(m.get("right"), parsed["sets"], table)
-            cond = c_and(cond, _nft_cond(m.get("left"), m.get("op", "=="), elems, family, port, ""))
+            cond = c_and(cond, _nft_cond(m.get("left"), m.get("op", "=="), elems, family, port, m.get("right")))
         elif "limit" in e or "quota" in e:
             cond = c_and(cond, SOMETIMES)
         elif "xt" in e:
@@ -693,7 +706,7 @@ def _nft_rule(rule, family, parsed, port):
                 if not (isinstance(el, tuple) and el[0] == "mapping"):
                     continue
                 action, chain = _nft_verdict(el[2])
-                out.append((c_and(cond, _nft_cond(key, "==", [el[1]], family, port, "")), action, chain))
+                out.append((c_and(cond, _nft_cond(key, "==", [el[1]], family, port)), action, chain))
             return out
         else:
             action, chain = _nft_verdict(e)

@@ -361,3 +361,23 @@ def test_thousands_of_fail2ban_bans_stay_fast_and_stay_a_blocklist():
 def test_a_rule_set_that_cannot_be_read_stops_the_host():
     p = exposure_problems([8000], "", "", "{not json", ctx={"host": "h"})
     assert len(p) == 1 and "could not be read" in p[0] and "dsr_exposure_accept: [8000]" in p[0]
+
+
+@pytest.mark.parametrize("right,op,mask,closes", [
+    ("syn", "in", None, True),                             # tcp flags syn
+    ("syn", "==", None, True),                             # tcp flags == syn
+    ("syn", "!=", None, False),
+    ("syn", "==", ["fin", "syn", "rst", "ack"], True),     # tcp flags & (fin|syn|rst|ack) == syn
+    ("syn", "!=", ["fin", "syn", "rst", "ack"], False),
+    (["fin", "syn"], "==", ["fin", "syn"], False),         # tcp flags & (fin|syn) == fin|syn
+    (["syn", "ack"], "==", ["syn", "ack"], False),
+    ({"set": [{"|": ["syn", "ack"]}, "syn"]}, "==", None, True),  # tcp flags { syn, syn|ack }
+    ({"set": [{"|": ["syn", "ack"]}]}, "==", None, False),
+    (["fin", "syn", "rst", "psh", "ack", "urg"], "!", None, False),  # iptables-nft's --tcp-flags ALL NONE
+])
+def test_nft_tcp_flag_matches_as_nft_prints_them(right, op, mask, closes):
+    left = {"payload": {"protocol": "tcp", "field": "flags"}}
+    if mask is not None:
+        left = {"&": [left, mask]}
+    n = nft(base(policy="accept"), rule(match(DPORT, 8000), match(left, right, op), {"drop": None}))
+    assert (port_access(8000, 4, "", n)["allow"] == "none") is closes
