@@ -1876,7 +1876,7 @@ def discover_systemd(host, only=(), skip=()):
             if not mentions_gunicorn(text):
                 # a script that mentions gunicorn is a wrapper this tool must name, not skip
                 kind = script_kind(fs, item["path"]) if not item["path"].startswith(
-                    ("/usr/bin/", "/usr/sbin/", "/bin/", "/sbin/", "/usr/lib/", "/lib/")) else None
+                    ("/usr/lib/systemd/", "/lib/systemd/")) else None
                 if not (kind and "mentioning gunicorn" in kind):
                     continue
             env, env_files_used = systemd_environment(d, fs)
@@ -1961,7 +1961,12 @@ def supervisor_expand(value, expansions, what):
     try:
         return value % expansions
     except KeyError as e:
-        raise NotUnderstood("%s contains %%(%s)s, which supervisord cannot expand either" % (what, e.args[0]))
+        key = e.args[0]
+        if str(key).startswith("ENV_"):
+            raise NotUnderstood("%s contains %%(%s)s, and %s is not in supervisord's environment as this tool can "
+                                "read it (/proc/PID/environ of supervisord, else its unit's Environment=)"
+                                % (what, key, key[4:]))
+        raise NotUnderstood("%s contains %%(%s)s, which supervisord cannot expand either" % (what, key))
     except (ValueError, TypeError) as e:
         raise NotUnderstood("%s is not a valid supervisord format string (%s)" % (what, e))
 
@@ -2021,6 +2026,43 @@ def _unquote(raw):
     return parts[0] if len(parts) == 1 else " ".join(parts)
 
 
+def process_environ(fs, pid):
+    """The environment a running process started with (/proc/PID/environ; read as root), or None."""
+    try:
+        pid = int(pid or 0)
+    except ValueError:
+        return None
+    if pid <= 0:
+        return None
+    data = fs.read("/proc/%d/environ" % pid)
+    if not data:
+        return None
+    env = {}
+    for item in data.split("\0"):
+        if "=" in item:
+            k, v = item.split("=", 1)
+            env[k] = v
+    return env
+
+
+def _supervisord_environ_from_pidfile(fs, confs):
+    """supervisord's environment when no systemd unit runs it: its pidfile= names its process."""
+    for c in confs or SUPERVISOR_CONFS:
+        if not fs.isfile(c):
+            continue
+        try:
+            p = _ini(fs.read(c) or "")
+            pidfile = p.get("supervisord", "pidfile") if p.has_option("supervisord", "pidfile") else None
+        except Exception:
+            return {}
+        pidfile = (pidfile or "").replace("%(here)s", os.path.dirname(c))
+        if pidfile and os.path.isabs(pidfile):
+            pid = (fs.read(pidfile) or "").strip()
+            return process_environ(fs, pid if pid.isdigit() else 0) or {}
+        return {}
+    return {}
+
+
 def parse_supervisorctl_status(text):
     """{process name: (state, pid)} from `supervisorctl status`."""
     out = {}
@@ -2062,10 +2104,14 @@ def discover_supervisor(host, only=(), skip=(), sup_units=None):
                     confs = (w[2:],)
             if confs is None:
                 confs = tuple(supervisor_search_order(items[0]["path"], _workdir(sup_show, fs)))
-        try:
-            sup_env, _ = systemd_environment(sup_show, fs)
-        except NotUnderstood:
-            sup_env = {}
+        sup_env = process_environ(fs, sup_show.get("MainPID"))
+        if sup_env is None:
+            try:
+                sup_env, _ = systemd_environment(sup_show, fs)
+            except NotUnderstood:
+                sup_env = {}
+    else:
+        sup_env = _supervisord_environ_from_pidfile(fs, confs)
     try:
         programs = supervisor_programs(confs, fs, sup_env)
     except (NotUnderstood, Exception) as e:  # supervisord itself would refuse it too

@@ -6,7 +6,8 @@ A case file holds sections, each starting with a line `=== KIND ARGS`:
   === show UNIT            what `systemctl show` prints for UNIT (Id, LoadState and the states default
                            to a loaded, active, enabled unit); a line `argv: WORDS` stands for systemd's
                            `ExecStart={ path=FIRST ; argv[]=WORDS ; ignore_errors=no ; ... }`
-  === file PATH            a file on the host (PATH under the host's root)
+  === file PATH            a file on the host (PATH under the host's root); /proc/PID/environ is written
+                           NUL-separated from whitespace-separated NAME=value items
   === link PATH -> TARGET  a symlink
   === venv DIR PY GUNICORN a virtualenv made by `python -m venv` with gunicorn installed by pip
   === pip PY GUNICORN      gunicorn installed by pip into /usr/local/lib/pythonPY/dist-packages
@@ -188,6 +189,8 @@ def lay_out(name, root):
             shows[args] = show_block(args, body)
         elif kind == "file":
             mode = 0o755 if body.startswith("#!") else 0o644
+            if args.startswith("/proc/") and args.endswith("/environ"):
+                body = "".join(item + "\0" for item in body.split())  # NUL-separated, as the kernel writes it
             _write(root, args, body, mode)
         elif kind == "link":
             path, _, target = args.partition(" -> ")

@@ -83,10 +83,13 @@ def test_supervisor_cases_match_supervisords_reader(tmp_path):
         host, services, problems, root = check_case(name, tmp_path / name)
         if not services:
             continue
-        sup_env = {}
+        # supervisord's environment as the host holds it: /proc/PID/environ, else its unit's Environment=
         shows = [gs.parse_show(t)[0] for u, t in host.shows.items() if u.startswith("supervisor")]
         if shows:
-            sup_env = gs.parse_show_environment(shows[0].get("Environment"))
+            sup_env = gs.process_environ(host.fs, shows[0].get("MainPID")) or \
+                gs.parse_show_environment(shows[0].get("Environment"))
+        else:
+            sup_env = gs._supervisord_environ_from_pidfile(host.fs, None)
         cases.append((name, services, root, {"root": root, "conf": services[0]["supervisord_conf"], "env": sup_env}))
     checked = 0
     for (name, services, root, _), read in zip(cases, supervisord_reads([c[3] for c in cases])):
