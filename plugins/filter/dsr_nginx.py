@@ -90,7 +90,14 @@ class ParseError(Exception):
 def _tokens(text, path):
     """crossplane's lexer over text: (token, line, quoted, offset) where offset
     is that of the last character the lexer read (the `;`/`{`/`}` itself for
-    those tokens, the character that ended the token otherwise)."""
+    those tokens, the character that ended the token otherwise).
+
+    crossplane.lex() and crossplane.parse() open paths on the machine that
+    runs them and give line numbers only; the plan holds the host's text and
+    needs offsets to insert lines byte for byte, so it drives the lexer that
+    lex() wraps (pinned version; a corpus test compares the statements with
+    crossplane.parse()).
+    """
     pos = [-1]
 
     def chars():
