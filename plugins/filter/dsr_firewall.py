@@ -932,7 +932,8 @@ def port_access(port, family, iptables_text="", nft_text=""):
         why = _first(reasons, "accept", lambda s: s[0] == "list" and s[1])
     else:
         kind = NONE
-        why = _first(reasons, "drop") or "no rule accepts it"
+        # the rule that dropped everyone left, not a blocklist met on the way
+        why = _first(reasons, "drop", lambda s: s[0] == "all") or _first(reasons, "drop") or "no rule accepts it"
     shown = [i[0] for i in allowed[1] if not _covered(i, [_item(LOOPBACK[4]), _item(LOOPBACK[6])])]
     return {"allow": kind, "sources": shown if kind == SOME else [], "except": shown if kind == ALL else [],
             "why": why or "", "notes": list(ipt["notes"])}

@@ -381,3 +381,8 @@ def test_nft_tcp_flag_matches_as_nft_prints_them(right, op, mask, closes):
         left = {"&": [left, mask]}
     n = nft(base(policy="accept"), rule(match(DPORT, 8000), match(left, right, op), {"drop": None}))
     assert (port_access(8000, 4, "", n)["allow"] == "none") is closes
+
+
+def test_a_closed_port_names_the_rule_that_closed_it_not_a_ban_on_the_way():
+    t = ipt("-A INPUT -s 192.0.2.7 -j DROP", "-A INPUT -p tcp --dport 8000 -j REJECT")
+    assert port_verdict(8000, 4, t) == ("closed", "-A INPUT -p tcp --dport 8000 -j REJECT")
