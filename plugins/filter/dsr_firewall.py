@@ -48,11 +48,12 @@ SYN, FLAG_BITS = 0x02, {"fin": 0x01, "syn": 0x02, "rst": 0x04, "psh": 0x08, "ack
 #
 # ("all", items): every source except those items; ("list", items): only those
 # items. An item is (label, network or None); a network is (version, number,
-# prefix length), plain integers so that sets of tens of thousands of banned
-# addresses stay fast. None is an opaque subset (an ipset by name, an
-# interface) that covers nothing else and is covered by nothing.
-# Intersections with opaque items over-approximate, which only ever makes an
-# allowed set larger.
+# prefix length, exact), plain integers so that sets of tens of thousands of
+# banned addresses stay fast. None is an opaque subset (an ipset by name, an
+# interface) that covers nothing else and is covered by nothing but itself.
+# An inexact network is an opaque subset known to lie inside that network
+# ("iif eth1 & 10.0.0.0/8"): it may be covered by a larger exact network, and
+# covers nothing.
 
 S_ALL = ("all", ())
 S_NONE = ("list", ())
@@ -73,7 +74,7 @@ def _net(text):
     if not 0 <= p <= _BITS[v]:
         raise ValueError("not a prefix length: %r" % (text,))
     num = num >> (_BITS[v] - p) << (_BITS[v] - p)
-    return ("%s/%d" % (socket.inet_ntop(_AF[v], num.to_bytes(_BITS[v] // 8, "big")), p), (v, num, p))
+    return ("%s/%d" % (socket.inet_ntop(_AF[v], num.to_bytes(_BITS[v] // 8, "big")), p), (v, num, p, True))
 
 
 def _item(text):
@@ -84,8 +85,8 @@ def _index(items):
     """{(version, prefix length): {network number}} of the networks among items, for cover tests."""
     idx = {}
     for _, net in items:
-        if net is not None:
-            v, num, p = net
+        if net is not None and net[3]:
+            v, num, p = net[:3]
             idx.setdefault((v, p), set()).add(num >> (_BITS[v] - p))
     return idx
 
@@ -95,15 +96,21 @@ def _in_index(item, idx, opaque=(), strict=False):
     net = item[1]
     if net is None:
         return item in opaque
-    v, num, p = net
+    if not net[3] and item in opaque:
+        return True
+    v, num, p = net[:3]
     for (w, q), nums in idx.items():
         if w == v and (q < p or (q == p and not strict)) and (num >> (_BITS[v] - q)) in nums:
             return True
     return False
 
 
+def _inexact(items):
+    return set(i for i in items if i[1] is None or not i[1][3])
+
+
 def _covered(item, items):
-    return _in_index(item, _index(items), set(i for i in items if i[1] is None))
+    return _in_index(item, _index(items), _inexact(items))
 
 
 def _inside(a, b):
@@ -113,16 +120,20 @@ def _inside(a, b):
 
 def _meet(a, b):
     """Intersection of two items, or None when empty."""
-    if a[1] is not None and b[1] is not None:
-        if _inside(a[1], b[1]):
-            return a
-        if _inside(b[1], a[1]):
-            return b
-        return None
     if a == b:
         return a
+    if a[1] is not None and b[1] is not None:
+        if _inside(a[1], b[1]):
+            inner, outer = a, b
+        elif _inside(b[1], a[1]):
+            inner, outer = b, a
+        else:
+            return None
+        if outer[1][3]:
+            return inner  # all of inner lies inside an exact network
+        return ("%s & %s" % (inner[0], outer[0]), inner[1][:3] + (False,))
     net = a[1] if a[1] is not None else b[1]
-    return ("%s & %s" % (a[0], b[0]), net)
+    return ("%s & %s" % (a[0], b[0]), None if net is None else net[:3] + (False,))
 
 
 def _normal(kind, items):
@@ -138,7 +149,7 @@ def _final(s):
     """A list that covers a whole address family is everyone (each family is evaluated on its own)."""
     if s[0] == "list":
         for v in (4, 6):
-            spans = sorted((n[1], n[1] + (1 << (_BITS[v] - n[2])) - 1) for _, n in s[1] if n and n[0] == v)
+            spans = sorted((n[1], n[1] + (1 << (_BITS[v] - n[2])) - 1) for _, n in s[1] if n and n[3] and n[0] == v)
             end = -1
             for lo, hi in spans:
                 if lo > end + 1:
@@ -164,7 +175,7 @@ def s_and(a, b):
         excl, lst = (a[1], b[1]) if a[0] == "all" else (b[1], a[1])
         if not excl:
             return ("list", lst)
-        idx, opaque = _index(excl), set(i for i in excl if i[1] is None)
+        idx, opaque = _index(excl), _inexact(excl)
         return _normal("list", [i for i in lst if not _in_index(i, idx, opaque)])
     out = []
     for x in a[1]:

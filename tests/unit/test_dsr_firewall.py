@@ -386,3 +386,14 @@ def test_nft_tcp_flag_matches_as_nft_prints_them(right, op, mask, closes):
 def test_a_closed_port_names_the_rule_that_closed_it_not_a_ban_on_the_way():
     t = ipt("-A INPUT -s 192.0.2.7 -j DROP", "-A INPUT -p tcp --dport 8000 -j REJECT")
     assert port_verdict(8000, 4, t) == ("closed", "-A INPUT -p tcp --dport 8000 -j REJECT")
+
+
+def test_a_drop_on_one_interface_does_not_close_the_same_sources_elsewhere():
+    t = ipt("-A INPUT -i eth1 -s 10.0.0.0/8 -j DROP", "-A INPUT -s 10.0.0.0/8 -p tcp --dport 8000 -j ACCEPT",
+            policy="DROP")
+    a = port_access(8000, 4, t)
+    assert a["allow"] == "some" and a["sources"] == ["10.0.0.0/8"]
+    # and a narrower exact network inside an interface-bound one stays in the allow-list
+    t = ipt("-A INPUT -i eth1 -s 10.0.0.0/8 -j DROP", "-A INPUT -s 10.1.0.0/16 -p tcp --dport 8000 -j ACCEPT",
+            policy="DROP")
+    assert port_access(8000, 4, t)["sources"] == ["10.1.0.0/16"]
