@@ -110,6 +110,15 @@ DROPIN_SUFFIX = "dualstack-rollout.conf"
 SKIP_HINT = "or leave it out with gunicorn_dualstack__skip_services"
 
 
+def _q(value):
+    """A value quoted the same way under Python 2 and 3 (no u'' prefix)."""
+    if isinstance(value, string_types):
+        return "'%s'" % value
+    if isinstance(value, (list, tuple)):
+        return "[%s]" % ", ".join(_q(v) for v in value)
+    return repr(value)
+
+
 class NotUnderstood(ValueError):
     """A service that mentions gunicorn but cannot be understood; the text says why."""
 
@@ -366,8 +375,8 @@ class ConfigEvaluator(object):
             key = self.value(sl)
             if isinstance(base, _Env):
                 if key not in self.environ:
-                    self.fail(node, "reads os.environ[%r], which is not in the service's environment "
-                                    "(gunicorn would stop with KeyError)" % (key,))
+                    self.fail(node, "reads os.environ[%s], which is not in the service's environment "
+                                    "(gunicorn would stop with KeyError)" % (_q(key),))
                 return self.environ[key]
             try:
                 return base[key]
@@ -480,8 +489,8 @@ class ConfigEvaluator(object):
             if isinstance(b, string_types):
                 b = [b]
             if not isinstance(b, (list, tuple)) or not all(isinstance(x, string_types) for x in b):
-                raise NotUnderstood("%s: bind = %r is not a string or a list of strings; gunicorn would "
-                                    "refuse it" % (self.label, b))
+                raise NotUnderstood("%s: bind = %s is not a string or a list of strings; gunicorn would "
+                                    "refuse it" % (self.label, _q(b)))
             out["bind"] = list(b)
         if "forwarded_allow_ips" in out and isinstance(out["forwarded_allow_ips"], (list, tuple)):
             out["forwarded_allow_ips"] = ",".join(out["forwarded_allow_ips"])
@@ -614,6 +623,8 @@ def parse_config_file(text, environ=None, label="config file"):
 
     Raises ValueError (NotUnderstood) naming the line when a value cannot be known without running it.
     """
+    if str is bytes and not isinstance(text, str):  # Python 2: a coding: line is refused in a unicode string
+        text = text.encode("utf-8")
     try:
         tree = ast.parse(text)
     except SyntaxError as e:
@@ -1351,7 +1362,7 @@ def shell_simple_command(text, environ):
             if c in "<>" or (c == "&" and text[i + 1:i + 2] == ">"):
                 raise NotUnderstood("redirects input or output in the shell; gunicorn's --error-logfile/"
                                     "--access-logfile or systemd's StandardOutput= do that without a shell")
-            raise NotUnderstood("is a compound shell command (%r), not one simple command" % c)
+            raise NotUnderstood("is a compound shell command (%s), not one simple command" % _q(c))
         if c == "#" and not has_word:
             break
         if c in "'\"":
@@ -1434,8 +1445,8 @@ def understand_command(argv, fs, environ, path_env=None):
         try:
             assigns, words = shell_simple_command(inner, environ)
         except NotUnderstood as e:
-            raise NotUnderstood("runs %s -c %r, which %s; put the gunicorn command itself in ExecStart=/command= "
-                                "(environment in Environment=/environment=), %s" % (_base(shell), inner, e, SKIP_HINT))
+            raise NotUnderstood("runs %s -c %s, which %s; put the gunicorn command itself in ExecStart=/command= "
+                                "(environment in Environment=/environment=), %s" % (_base(shell), _q(inner), e, SKIP_HINT))
         env2 = dict(environ)
         env2.update(dict(assigns))
         try:
@@ -1444,7 +1455,7 @@ def understand_command(argv, fs, environ, path_env=None):
         except NotUnderstood as e:
             if str(e) == "_shell_":
                 raise NotUnderstood("runs a shell inside %s -c" % _base(shell))
-            raise NotUnderstood("runs %s -c %r, which %s" % (_base(shell), inner, e))
+            raise NotUnderstood("runs %s -c %s, which %s" % (_base(shell), _q(inner), e))
         if assigns:
             launch.argv[0] = "/usr/bin/env"
         launch.launcher.insert(0, _base(shell) + " -c")
@@ -2011,7 +2022,7 @@ def parse_supervisor_environment(text):
     while pos < len(text):
         m = _ENV_PAIR.match(text, pos)
         if not m or m.end() == pos:
-            raise NotUnderstood("has an environment= that cannot be read: %r" % text)
+            raise NotUnderstood("has an environment= that cannot be read: %s" % _q(text))
         pairs.append((m.group(1), m.group(2).strip()))
         pos = m.end()
     return pairs
@@ -2079,6 +2090,13 @@ def _truthy(v, default=True):
     if v is None:
         return default
     return str(v).strip().lower() in ("true", "yes", "on", "1")
+
+
+def _default_supervisor_unit(host):
+    """supervisord's unit when systemctl did not show one; None on a host without systemd."""
+    if not getattr(host, "has_systemd", lambda: True)() or not hasattr(host, "supervisor_unit"):
+        return None
+    return host.supervisor_unit()
 
 
 def discover_supervisor(host, only=(), skip=(), sup_units=None):
@@ -2205,7 +2223,7 @@ def discover_supervisor(host, only=(), skip=(), sup_units=None):
             state, pid = "STOPPED", 0
         svc = {"name": name, "unit": label, "manager": "supervisor", "conf_path": path,
                "section": "program:" + name, "command": raw_command, "exec_prefix": "",
-               "cgroup_unit": sup_unit or host.supervisor_unit(), "fragment_path": path, "dropin_paths": [],
+               "cgroup_unit": sup_unit or _default_supervisor_unit(host), "fragment_path": path, "dropin_paths": [],
                "dropin_path": None, "process_name": key, "supervisord_conf": main,
                "active": state in ("RUNNING", "STARTING", "BACKOFF", "STOPPING"), "state": state, "pid": pid,
                "enabled": _truthy(opts.get("autostart"), True),

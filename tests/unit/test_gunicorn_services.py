@@ -431,3 +431,56 @@ def test_module_compiles_and_parses_under_fleet_python(version, exe, tmp_path):
     r = subprocess.run([py, "-c", PY_CHECK], capture_output=True, text=True, cwd=str(tmp_path),
                        env={"PYTHONDONTWRITEBYTECODE": "1", "PATH": "/usr/bin:/bin"})
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+PY27_CORPUS = textwrap.dedent("""
+    import json, sys
+    sys.path.insert(0, %r)
+    import gunicorn_services as gs
+
+    class Host(object):
+        def __init__(self, c):
+            self.fs, self.c = gs.FS(c["root"]), c
+        def has_systemd(self):
+            return self.c["systemd"]
+        def list_units(self):
+            return "".join("%%s loaded active running x\\n" %% u for u in self.c["shows"])
+        def list_unit_files(self):
+            return ""
+        def show(self, units):
+            return "\\n\\n".join(self.c["shows"][u] for u in units)
+        def supervisorctl_status(self, conf):
+            return self.c["status"]
+
+    out = {}
+    for c in json.load(sys.stdin):
+        services, problems = gs.discover(Host(c), c["only"], c["skip"])
+        out[c["name"]] = {"services": services, "problems": problems}
+    print(json.dumps(out))
+""") % os.path.dirname(MODULE)
+
+
+def test_corpus_discovers_the_same_under_python27(tmp_path):
+    """The fleet's Python 2.7 hosts: the whole corpus gives the same result as under Python 3."""
+    from test_gunicorn_services_corpus import case_names, lay_out
+    py = _pyenv("2.7.18", "python2.7")
+    jobs, want = [], {}
+    for name in case_names():
+        root = str(tmp_path / name)
+        os.makedirs(root)
+        host, expect = lay_out(name, root)
+        only, skip = expect.get("only", []), expect.get("skip", [])
+        services, problems = gs.discover(host, only, skip)
+        want[name] = {"services": services, "problems": problems}
+        jobs.append({"name": name, "root": root, "systemd": host.systemd, "shows": host.shows,
+                     "status": host.status, "only": only, "skip": skip})
+    import json
+    r = subprocess.run([py, "-c", PY27_CORPUS], input=json.dumps(jobs), capture_output=True, text=True,
+                       env={"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = json.loads(r.stdout)
+    for name in case_names():
+        if name == "sysd-config-fstring":  # an f-string is a syntax error for Python 2.7's parser: named
+            assert got[name]["services"] == [] and "cannot parse it" in got[name]["problems"][0]
+            continue
+        assert got[name] == want[name], name
