@@ -38,6 +38,15 @@ STRATEGIES = ("separate", "dual")
 REUSE_PORT_SINCE = (19, 8)
 # gunicorn trusts ::1 by default from 23.0 on.
 FORWARDED_DEFAULT_V6_SINCE = (23, 0)
+# forwarded_allow_ips entries are networks (ipaddress.ip_network, a peer
+# matches when it is in one) from 24.1.0 (benoitc/gunicorn#3449); before,
+# each entry is compared with the peer's address as an exact string, so a
+# CIDR entry never matches anything.
+FORWARDED_NETWORKS_SINCE = (24, 1)
+# A service whose gunicorn version could not be read is planned as the oldest
+# release this tool supports, never as the newest: no reuse_port, exact-string
+# forwarded_allow_ips, 127.0.0.1 as the only default trusted proxy.
+OLDEST_SUPPORTED = (19, 0, 0)
 
 
 class BindError(AnsibleFilterError):
@@ -167,6 +176,9 @@ def bind_plan(binds, bindv6only=0, gunicorn_version=None, strategy="separate",
     if not binds:
         binds = ["127.0.0.1:8000"]  # gunicorn's default bind
     version = parse_version(gunicorn_version)
+    version_unknown = version is None
+    if version_unknown:
+        version = OLDEST_SUPPORTED
     interfaces = interfaces or {}
     resolved = resolved or {}
     parsed = [parse_bind(b, ctx) for b in binds]
@@ -227,11 +239,13 @@ def bind_plan(binds, bindv6only=0, gunicorn_version=None, strategy="separate",
                 continue
             # separate sockets
             if bindv6only == 0 and not reuse_port:
-                if version is not None and version < REUSE_PORT_SINCE:
+                if version < REUSE_PORT_SINCE:
+                    which = ("gunicorn's version could not be read, so it is taken as the oldest supported "
+                             "(19.0), which" if version_unknown else "gunicorn %s" % gunicorn_version)
                     raise BindError(
-                        "%sbind 0.0.0.0:%d: gunicorn %s has no reuse_port, and with net.ipv6.bindv6only=0 a "
+                        "%sbind 0.0.0.0:%d: %s has no reuse_port, and with net.ipv6.bindv6only=0 a "
                         "second [::]:%d socket would crash it; set ipv6_kernel__bindv6only: 1 or "
-                        "gunicorn_dualstack__wildcard_strategy: dual" % (where, port, gunicorn_version, port))
+                        "gunicorn_dualstack__wildcard_strategy: dual" % (where, port, which, port))
                 set_reuse_port = True
             add(format_bind(host, port))
             add(v6)
@@ -257,10 +271,11 @@ def bind_plan(binds, bindv6only=0, gunicorn_version=None, strategy="separate",
             listeners.append({"address": str(ipaddress.IPv6Address(a)), "port": port, "family": 6,
                               "v6only": None, "accepts": [6]})
 
-    forwarded = _forwarded(forwarded_allow_ips, version, dual_carries_v4,
-                           any(ipaddress.ip_address(x["address"]).is_loopback
-                               or ipaddress.ip_address(x["address"]).is_unspecified
-                               for x in listeners if x["family"] == 6))
+    forwarded, fwd_notes = _forwarded(forwarded_allow_ips, version, dual_carries_v4,
+                                      any(ipaddress.ip_address(x["address"]).is_loopback
+                                          or ipaddress.ip_address(x["address"]).is_unspecified
+                                          for x in listeners if x["family"] == 6))
+    notes.extend(fwd_notes)
     before = [_normalise(b) if b["kind"] == "tcp" else b["text"] for b in parsed]
     return {
         "binds_before": list(binds),
@@ -283,28 +298,54 @@ def _usable_v6(a):
 
 
 def forwarded_default(version):
+    """gunicorn's default forwarded_allow_ips; an unknown version is the oldest."""
     if version is not None and version >= FORWARDED_DEFAULT_V6_SINCE:
         return "127.0.0.1,::1"
     return "127.0.0.1"
 
 
+def forwarded_networks(version):
+    """Whether this gunicorn treats forwarded_allow_ips entries as networks."""
+    return version is not None and version >= FORWARDED_NETWORKS_SINCE
+
+
 def _forwarded(current, version, dual_carries_v4, v6_local_listener):
-    """New forwarded_allow_ips, or None when it needs no change.
+    """(new forwarded_allow_ips or None when it needs no change, notes).
 
     Only other spellings of addresses that are already trusted are added:
     a proxy that was trusted over IPv4 stays trusted when it connects through
-    a dual socket (::ffff:a.b.c.d) or over IPv6 loopback (::1).
+    a dual socket (::ffff:a.b.c.d) or over IPv6 loopback (::1). A network
+    (a.b.c.d/n) gains its IPv4-mapped twin (::ffff:a.b.c.d/96+n) where this
+    gunicorn matches networks; where it compares exact strings the entry has
+    never matched a peer and is left as written.
     """
+    notes = []
     value = current if current not in (None, "") else forwarded_default(version)
     items = [x.strip() for x in str(value).split(",") if x.strip()]
     if "*" in items:
-        return None
+        return None, notes
+    nets = forwarded_networks(version)
     extra = []
     for item in items:
+        if "/" in item:
+            try:
+                net = ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                continue
+            if not nets:
+                notes.append("forwarded_allow_ips entry %s is a network: this gunicorn compares exact addresses, "
+                             "so it matches no peer; left as written" % item)
+                continue
+            if net.version == 4:
+                if dual_carries_v4:
+                    extra.append("::ffff:%s/%d" % (net.network_address, 96 + net.prefixlen))
+                if net.network_address.is_loopback and v6_local_listener:
+                    extra.append("::1")
+            continue
         try:
             ip = ipaddress.ip_address(item)
         except ValueError:
-            continue  # a network (newer gunicorn) is left as written
+            continue  # a name: left as written
         if ip.version == 4:
             if dual_carries_v4:
                 extra.append("::ffff:%s" % item)
@@ -312,11 +353,29 @@ def _forwarded(current, version, dual_carries_v4, v6_local_listener):
                 extra.append("::1")
     new = list(items)
     for e in extra:
-        if e not in new:
+        if e not in new and not _covered(e, new, nets):
             new.append(e)
     if new == items:
-        return None
-    return ",".join(new)
+        return None, notes
+    return ",".join(new), notes
+
+
+def _covered(entry, items, nets):
+    """Whether gunicorn already trusts `entry` (an address or network) through `items`."""
+    if not nets:
+        return False
+    try:
+        want = ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        return False
+    for item in items:
+        try:
+            have = ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            continue
+        if have.version == want.version and want.subnet_of(have):
+            return True
+    return False
 
 
 class FilterModule(object):
