@@ -82,8 +82,9 @@ def test_config_file_not_understood(text):
 
 
 def test_env_file_parsing():
+    # systemd ignores `export X=...` lines in an EnvironmentFile
     env = gs.parse_env_file('# c\nexport GUNICORN_CMD_ARGS="--bind=0.0.0.0:8000 --workers=2"\nX=1\n')
-    assert env == {"GUNICORN_CMD_ARGS": "--bind=0.0.0.0:8000 --workers=2", "X": "1"}
+    assert env == {"X": "1"}
 
 
 def test_is_gunicorn():
@@ -115,8 +116,9 @@ def test_change_for_env_keeps_other_args():
     assert svc["bind_source"] == "env"
     plan = bind_plan(svc["binds"], gunicorn_version="20.1.0")
     ch = gunicorn_change(svc, plan)
-    assert 'Environment="GUNICORN_CMD_ARGS=--workers=2 --bind=127.0.0.1:8000 --bind=[::1]:8000 ' \
-           '--forwarded-allow-ips=127.0.0.1,::1"' in ch["content"]
+    # the new binds take the old bind's place; other options stay where they were
+    assert 'Environment="GUNICORN_CMD_ARGS=--bind=127.0.0.1:8000 --bind=[::1]:8000 ' \
+           '--forwarded-allow-ips=127.0.0.1,::1 --workers=2"' in ch["content"]
     again = service([unit, ch["content"]])
     assert again["binds"] == ["127.0.0.1:8000", "[::1]:8000"]
 
