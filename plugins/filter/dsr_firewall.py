@@ -19,15 +19,18 @@ anything. docs/exposure.md states what is modelled and what is not.
 
 The walk is a "may" analysis: a source is allowed when some path through
 the chains accepts its packet. A rule whose match holds for some packets
-only, independently of the source (a rate limit, a TCP source port, a mark),
+only, independently of the source (a rate limit, a TCP source port, a TTL),
 accepts for every source it reaches and never closes anything. A match on
 something that selects sources without naming addresses (an interface, an
-ipset by name, a `recent` list, a destination address, an unknown option)
+ipset by name, a `recent` list, a mark, a destination address, an unknown
+option)
 counts as an explicit, opaque subset of sources: accepting it is an
 allow-list, dropping it is a blocklist.
 
-Also here: private_bind_widening(), a service bound to a private IPv4
-address that gains a global IPv6 address.
+Filters: dsr_ipv6_exposed_ports (the ports to check, from the plans),
+dsr_exposure_problems (the comparison), dsr_port_access / dsr_port_verdict
+(one port and family), dsr_private_bind_widening (a service bound to a
+private IPv4 address that gains a global IPv6 address).
 """
 from __future__ import annotations
 
@@ -333,7 +336,8 @@ def _portnum(v):
 
 
 def _flags(text):
-    """Bits of TCP flags as iptables (`SYN,ACK`, `ALL`, `NONE`) or nft's JSON (`syn`, lists, {"|": [...]}) write them."""
+    """Bits of TCP flags as iptables (`SYN,ACK`, `ALL`, `NONE`) or nft's JSON (`syn`, lists, {"|": [...]})
+    write them."""
     if isinstance(text, dict) and "|" in text:
         text = text["|"]
     if isinstance(text, (list, tuple)):

@@ -127,7 +127,8 @@ def match(left, right, op="=="):
 DPORT = {"payload": {"protocol": "tcp", "field": "dport"}}
 SADDR4 = {"payload": {"protocol": "ip", "field": "saddr"}}
 SADDR6 = {"payload": {"protocol": "ip6", "field": "saddr"}}
-ALLOW4 = ipt("-A INPUT -s 10.1.0.2/32 -p tcp -m tcp --dport 8000 -j ACCEPT", "-A INPUT -p tcp -m tcp --dport 8000 -j DROP")
+ALLOW4 = ipt("-A INPUT -s 10.1.0.2/32 -p tcp -m tcp --dport 8000 -j ACCEPT",
+             "-A INPUT -p tcp -m tcp --dport 8000 -j DROP")
 
 
 @pytest.mark.parametrize("v4,v6,widens", [
@@ -231,7 +232,8 @@ def test_nft_port_vmap_and_named_port_set():
             base(policy="drop"),
             {"chain": {"name": "web"}},
             rule({"accept": None}, chain="web"),
-            rule({"vmap": {"key": DPORT, "data": {"set": [[80, {"jump": {"target": "web"}}], [8000, {"drop": None}]]}}}),
+            rule({"vmap": {"key": DPORT,
+                           "data": {"set": [[80, {"jump": {"target": "web"}}], [8000, {"drop": None}]]}}}),
             rule(match(DPORT, "@allowed"), {"accept": None}))
     got = {p: port_access(p, 6, "", n)["allow"] for p in (22, 80, 8000, 9050, 5000)}
     assert got == {22: "all", 80: "all", 8000: "none", 9050: "all", 5000: "none"}
