@@ -87,7 +87,7 @@ def test_corpus_show_output_is_what_systemd_parses(tmp_path):
     if shutil.which("systemd-analyze") is None:
         pytest.skip("systemd-analyze is not installed: systemd's own unit parser judges the corpus")
     cases = _unit_cases()
-    assert len(cases) >= 20
+    assert len(cases) >= 30
     batches = []
     for case in cases:  # unit names must be unique within one systemd-analyze run
         for b in batches:
