@@ -399,6 +399,31 @@ def _version(svc):
     return svc.get("version")
 
 
+_REFERENCE = re.compile(r"^\$(\{)?([A-Za-z_][A-Za-z0-9_]*)(?(1)\})$")
+
+
+def _check_references(args, svc):
+    """A `$VAR` / `${VAR}` word that systemd expands into gunicorn's bind, --reuse-port or
+    --forwarded-allow-ips options cannot be rewritten around: refuse it (when the unit's
+    environment is known, as svc["environment"])."""
+    env = svc.get("environment")
+    if svc.get("manager") == "supervisor" or not isinstance(env, dict):
+        return
+    for word in args:
+        m = _REFERENCE.match(word)
+        if not m or m.group(2) not in env:
+            continue
+        value = env[m.group(2)]
+        words = shlex.split(value) if not m.group(1) else [value]
+        try:
+            found = [n for g in scan_args(words) for n, s, _ in g["parts"] if s]
+        except RewriteError:
+            found = []
+        if found:
+            raise RewriteError("ExecStart word %s expands to %s (%s=%r); write those options out in ExecStart, "
+                               "or move them to GUNICORN_CMD_ARGS" % (word, " ".join(found), m.group(2), value))
+
+
 def _bind_target(svc, can_rewrite_command):
     src = svc["bind_source"]
     if src in ("cli", "default", "port_env"):
@@ -510,6 +535,7 @@ def _changes(svc, plan):
             if loc is None:
                 raise RewriteError("%s%s" % (where, loc_error))
             head = loc["head"]
+            _check_references(argv[head:], svc)
             base = exec_argv or argv
             exec_argv = base[:head] + rewrite_args(base[head:], vals.get("binds"), vals.get("reuse_port", False),
                                                     vals.get("forwarded_allow_ips"), "cli")

@@ -238,3 +238,143 @@ def test_supervisor_problems_name_the_program(tmp_path, monkeypatch):
 def test_no_supervisor_no_programs(monkeypatch):
     monkeypatch.setattr(gs, "SUPERVISOR_CONFS", ("/nonexistent/supervisord.conf",))
     assert gs.supervisor_programs() == []
+
+
+# ---------------------------------------------------------------------------
+# The rewrite's contract with discovery and the playbooks
+
+from dsr_gunicorn import (RewriteError, gunicorn_changes, locate_gunicorn, rewrite_args, scan_args,  # noqa: E402
+                          service_conflicts, service_plans)
+
+
+def svc_of(argv, binds, source="cli", **kw):
+    d = {"unit": "web.service", "manager": "systemd", "argv": argv, "exec_prefix": "", "binds": binds,
+         "bind_source": source, "reuse_port": False, "reuse_port_source": "default", "forwarded_allow_ips": None,
+         "forwarded_allow_ips_source": "default", "gunicorn_cmd_args": None, "gunicorn_cmd_args_file": None,
+         "config_file": None, "version": "19.9.0", "working_directory": "/srv/web"}
+    d.update(kw)
+    return d
+
+
+def test_options_after_the_app_module_are_replaced_in_place():
+    args = ["app:app", "--bind", "X", "--workers", "3"]
+    assert rewrite_args(args, ["A", "B"]) == ["app:app", "--bind", "A", "--bind", "B", "--workers", "3"]
+    assert rewrite_args(["-w3", "-bX", "app"], ["A"], reuse_port=True) == ["-w3", "--bind", "A", "--reuse-port", "app"]
+    assert rewrite_args(["-Db", "X", "app"], ["A"]) == ["-D", "--bind", "A", "app"]
+    assert rewrite_args(["-w", "2", "--", "app"], ["A"]) == ["--bind", "A", "-w", "2", "--", "app"]
+    # --bind after `--` is an app argument, not an option
+    assert rewrite_args(["--", "app", "--bind", "X"], ["A"]) == ["--bind", "A", "--", "app", "--bind", "X"]
+
+
+def test_prefixes_and_values_are_read_like_argparse():
+    parts = [p for g in scan_args(["--bi", "X", "--forwarded=Y", "--name", "web", "--reuse", "app"])
+             for p in g["parts"]]
+    assert ("--bind", "bind", "X") in parts and ("--forwarded-allow-ips", "forwarded_allow_ips", "Y") in parts
+    with pytest.raises(RewriteError):
+        scan_args(["--b", "X", "app"])  # --bind or --backlog
+    with pytest.raises(RewriteError):
+        scan_args(["app", "--bind"])  # no value
+
+
+@pytest.mark.parametrize("argv,head", [
+    (["/usr/bin/gunicorn", "app"], 1),
+    (["/venv/bin/python3.11", "-u", "-m", "gunicorn", "app"], 4),
+    (["/venv/bin/python", "-X", "dev", "-mgunicorn", "app"], 4),
+    (["/usr/bin/env", "-u", "X", "A=1", "gunicorn", "app"], 5),
+    (["newrelic-admin", "run-program", "/venv/bin/gunicorn", "app"], 3),
+    (["ddtrace-run", "python", "-m", "gunicorn", "app"], 4),
+])
+def test_where_gunicorn_starts(argv, head):
+    assert locate_gunicorn(argv)["head"] == head
+
+
+@pytest.mark.parametrize("argv,reason", [
+    (["/bin/sh", "-c", "exec gunicorn -b 0.0.0.0:80 app"], "shell command line is not rewritten"),
+    (["/srv/app/bin/start.sh"], "wrapper script is a program of its own"),
+    (["/usr/bin/python3", "manage.py", "runserver"], "not gunicorn"),
+    (["/usr/bin/env", "-S", "gunicorn -b x app"], "env -S"),
+])
+def test_refused_commands_name_the_unit_and_the_reason(argv, reason):
+    svc = svc_of(argv, ["0.0.0.0:80"])
+    with pytest.raises(RewriteError) as e:
+        gunicorn_changes(svc, bind_plan(svc["binds"], bindv6only=1))
+    assert str(e.value).startswith("service web.service: ") and reason in str(e.value)
+
+
+def test_second_run_writes_the_same_dropin():
+    svc = svc_of(["/usr/bin/gunicorn", "app:app", "-b", "0.0.0.0:8000", "-w", "3"], ["0.0.0.0:8000"])
+    plan = bind_plan(svc["binds"], bindv6only=0, gunicorn_version="19.9.0")
+    first = gunicorn_changes(svc, plan)
+    argv2 = shlex.split(first[0]["content"].split("ExecStart=")[-1])
+    svc2 = svc_of(argv2, ["0.0.0.0:8000", "[::]:8000"], reuse_port=True, reuse_port_source="cli",
+                  forwarded_allow_ips="127.0.0.1,::1", forwarded_allow_ips_source="cli")
+    plan2 = bind_plan(svc2["binds"], bindv6only=0, gunicorn_version="19.9.0", reuse_port=True,
+                      forwarded_allow_ips="127.0.0.1,::1")
+    assert not plan2["changed"]
+    assert gunicorn_changes(svc2, plan2) == first
+
+
+def test_dropin_path_from_discovery_wins():
+    svc = svc_of(["/usr/bin/gunicorn", "app"], ["127.0.0.1:8000"], "default",
+                 dropin_path="/etc/systemd/system/web.service.d/zz-dualstack-rollout.conf")
+    ch = gunicorn_changes(svc, bind_plan(svc["binds"]))[0]
+    assert ch["path"] == "/etc/systemd/system/web.service.d/zz-dualstack-rollout.conf"
+    assert "ExecStart=/usr/bin/gunicorn --bind 127.0.0.1:8000 --bind [::1]:8000" in ch["content"]
+
+
+def test_port_env_gets_bind_flags_and_config_default_a_block():
+    svc = svc_of(["/usr/bin/gunicorn", "app"], ["0.0.0.0:5000"], "port_env")
+    ch = gunicorn_changes(svc, bind_plan(svc["binds"], bindv6only=1))
+    assert [c["kind"] for c in ch] == ["dropin"] and "--bind 0.0.0.0:5000 --bind [::]:5000" in ch[0]["content"]
+    svc = svc_of(["/usr/bin/gunicorn", "app"], ["0.0.0.0:8000"], "config_default")
+    ch = gunicorn_changes(svc, bind_plan(svc["binds"], bindv6only=1))
+    assert ch == [{"kind": "config", "path": "/srv/web/gunicorn.conf.py", "block": ch[0]["block"]}]
+    assert "bind = ['0.0.0.0:8000', '[::]:8000']" in ch[0]["block"]
+
+
+def test_forwarded_allow_ips_changes_in_its_own_envfile():
+    svc = svc_of(["/usr/bin/gunicorn", "-b", "0.0.0.0:80", "app"], ["0.0.0.0:80"],
+                 forwarded_allow_ips="10.1.2.3", forwarded_allow_ips_source="environment",
+                 forwarded_allow_ips_file="/etc/default/web")
+    ch = gunicorn_changes(svc, bind_plan(svc["binds"], strategy="dual", gunicorn_version="19.9.0",
+                                         forwarded_allow_ips="10.1.2.3"))
+    assert [c["kind"] for c in ch] == ["dropin", "envfile"]
+    assert ch[1]["line"] == 'FORWARDED_ALLOW_IPS="10.1.2.3,::ffff:10.1.2.3"'
+    assert "forwarded" not in ch[0]["content"]
+
+
+def test_version_known_false_plans_as_the_oldest():
+    from dsr_binds import BindError
+    svc = svc_of(["/usr/bin/gunicorn", "-b", "0.0.0.0:80", "app"], ["0.0.0.0:80"], version="27.0.1",
+                 version_known=False)
+    with pytest.raises(BindError) as e:
+        service_plans([svc], 0, "separate", [], [], "app1")
+    assert "oldest supported" in str(e.value)
+
+
+def _item(unit, binds, **kw):
+    svc = svc_of(["/usr/bin/gunicorn", "app"], binds, unit=unit)
+    return {"service": svc, "plan": bind_plan(binds, **kw)}
+
+
+def test_conflicts_name_both_units():
+    msgs = service_conflicts([_item("a.service", ["127.0.0.1:8000"]), _item("b.service", ["127.0.0.2:8000"])])
+    assert len(msgs) == 1 and "a.service" in msgs[0] and "b.service" in msgs[0] and "[::1]:8000" in msgs[0]
+    # two services gaining [::]:P (one IPv4 address each), and a dual [::] against an IPv4 listener
+    two = [_item("a.service", ["0.0.0.0:8000"], bindv6only=1), _item("b.service", ["10.0.0.9:8000"],
+                                                                     interfaces={"10.0.0.9": ["fd00::9"]})]
+    assert len(service_conflicts(two)) == 1
+    assert service_conflicts([_item("a.service", ["127.0.0.1:8000"]), _item("b.service", ["127.0.0.1:8001"])]) == []
+    dual = [_item("a.service", ["0.0.0.0:8000"], strategy="dual"), _item("b.service", ["unix:/run/b.sock"])]
+    assert service_conflicts(dual) == []
+
+
+def test_service_plans_carry_changes_and_problems():
+    svcs = [svc_of(["/usr/bin/gunicorn", "-b", "127.0.0.1:8000", "a:app"], ["127.0.0.1:8000"], unit="a.service"),
+            svc_of(["/usr/bin/gunicorn", "-b", "127.0.0.2:8000", "b:app"], ["127.0.0.2:8000"], unit="b.service"),
+            svc_of(["/usr/bin/gunicorn", "-b", "127.0.0.1:9000", "c:app"], ["127.0.0.1:9000"], unit="c.service")]
+    items = service_plans(svcs, 0, "separate", [], [], "app1")
+    assert [sorted(i) for i in items] == [["change", "changes", "plan", "problems", "service"]] * 3
+    assert items[0]["change"] == items[0]["changes"][0]
+    assert items[0]["problems"] == items[1]["problems"] and len(items[0]["problems"]) == 1
+    assert items[2]["problems"] == []
