@@ -40,7 +40,10 @@ description:
     C(systemctl list-unit-files --type=service --no-legend --no-pager);
     C(systemctl show --property=... -- UNIT...) (batches of 100 units);
     C(supervisorctl -c CONF status) (only when a supervisord program mentions gunicorn
-    and supervisord is not known to be stopped). Nothing else is executed."
+    and supervisord is not known to be stopped; where no systemd unit runs supervisord it is
+    asked all the same, and its failure fails the module). Nothing else is executed; files
+    (unit files, EnvironmentFiles, config files, scripts' first 4 KiB, site-packages,
+    /proc/PID/environ of supervisord, /etc/passwd) are only read."
   - supervisord's configuration is found as supervisord finds it (its unit's C(-c), else
     its search order), C(%(here)s), C(%(ENV_X)s), C(%(program_name)s),
     C(%(process_num)s), C(%(group_name)s), C(%(host_node_name)s) are expanded, also in
@@ -71,12 +74,36 @@ EXAMPLES = r"""
 
 RETURN = r"""
 services:
-  description: One item per gunicorn service (systemd unit or supervisord program), running or not.
+  description:
+    - One item per gunicorn service (systemd unit or supervisord program), running or not.
+    - "Identity: name, unit (C(NAME.service) or C(supervisor:NAME)), manager (systemd|supervisor), cgroup_unit
+      (the unit whose cgroup holds the sockets; C(null) for supervisord without systemd)."
+    - "Run state: active (bool), state (systemd ActiveState or supervisord's state name), pid (MainPID or the
+      program's pid, 0 when not running), enabled (systemd UnitFileState enabled; supervisord autostart);
+      systemd also sub_state and unit_file_state; supervisord state_note when supervisord itself is stopped."
+    - "Command: argv (the whole command as gunicorn's process gets it: systemd's $VAR/${VAR} expanded, sh -c
+      reduced to its simple command, env assignments as C(/usr/bin/env NAME=value) words; when it is written
+      back into a unit, $ must become $$ and % must become %%, in supervisord's command= % must become %%),
+      gunicorn_index (index in argv of the gunicorn program word; gunicorn's own arguments follow it),
+      app_module, launcher (e.g. [sh -c, env, gunicorn]), env_in_command (names assigned in the command),
+      exec_prefix, exec_argv (systemd's words before $ expansion), exec_words_exact (word boundaries
+      recovered from the unit files), interpreter, working_directory, user."
+    - "Binds: binds, bind_source (cli|env|envfile|config|config_default|port_env|default), gunicorn_cmd_args,
+      gunicorn_cmd_args_file, config_file, config_file_source (cli|env|config_default), reuse_port,
+      reuse_port_source, forwarded_allow_ips (None = gunicorn's default for its version),
+      forwarded_allow_ips_source (cli|env|config|environment|default), port_env, port_env_file."
+    - "Version: version (None when unknown: consumers take the oldest supported), version_known,
+      version_source (the file it was read from)."
+    - "systemd files: fragment_path, dropin_paths (all in effect, systemd's order), dropin_dir, dropin_path
+      (the drop-in to write: it sorts after every other drop-in by file name), dropin_superseded_paths (this
+      tool's older drop-ins that would no longer sort last)."
+    - "supervisord: conf_path, section, command (as written), environment_pairs, process_name (as
+      supervisorctl names it), supervisord_conf."
   returned: always
   type: list
   elements: dict
 problems:
-  description: Services that mention gunicorn but could not be understood, each "UNIT: reason".
+  description: 'Services that mention gunicorn but could not be understood, each "UNIT: reason".'
   returned: always
   type: list
   elements: str
@@ -1924,13 +1951,14 @@ def discover_systemd(host, only=(), skip=()):
                "gunicorn_cmd_args_file": None}
         svc.update(fields)
         _observe(host, svc, genv)
-        if svc["bind_source"] == "env" or svc["gunicorn_cmd_args"] is not None:
+        # the file that gives the value gunicorn gets (not when env/the shell in ExecStart sets it again)
+        if svc["gunicorn_cmd_args"] is not None and "GUNICORN_CMD_ARGS" not in svc["env_in_command"]:
             f = env_files_used.get("GUNICORN_CMD_ARGS")
             svc["gunicorn_cmd_args_file"] = f
             if f and svc["bind_source"] == "env":
                 svc["bind_source"] = "envfile"
-        if svc["port_env"] is not None:
-            svc["port_env_file"] = env_files_used.get("PORT")
+        svc["port_env_file"] = env_files_used.get("PORT") if svc["port_env"] is not None and \
+            "PORT" not in svc["env_in_command"] else None
         services.append(svc)
     return services, problems, sup_units
 

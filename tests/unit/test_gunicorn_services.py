@@ -391,6 +391,14 @@ def test_supervisorctl_rc_3_is_a_status():
         "x STOPPED Not started\n"
 
 
+def test_documentation_parses_and_matches_the_arguments():
+    import yaml
+    doc = yaml.safe_load(gs.DOCUMENTATION)
+    assert set(doc["options"]) == {"only", "skip", "command_timeout"}
+    assert set(yaml.safe_load(gs.RETURN)) == {"services", "problems", "commands"}
+    yaml.safe_load(gs.EXAMPLES)
+
+
 def test_documentation_lists_the_commands():
     doc = gs.DOCUMENTATION
     for cmd in ("systemctl list-units", "systemctl list-unit-files", "systemctl show", "supervisorctl -c CONF status",
