@@ -281,7 +281,7 @@ FORWARDED_V6_SINCE = (23, 0)      # forwarded_allow_ips default 127.0.0.1,::1
 OLDEST = (19, 9, 0)               # an unknown version is taken as the oldest supported
 
 
-def effective_settings(cli, env_args, config, environ, version, has_cmd_args=True):
+def effective_settings(cli, env_args, config, environ, version):
     """gunicorn's precedence, setting by setting, for one version.
 
     cli, env_args: parse_gunicorn_args results (env_args None when GUNICORN_CMD_ARGS is unset);
@@ -843,11 +843,12 @@ def parse_environment_file(text):
 
 
 def parse_env_file(text):
-    """Alias of parse_environment_file (systemd's rules)."""
+    """parse_environment_file under its earlier name (systemd's rules: `export` lines are ignored)."""
     return parse_environment_file(text)
 
 
 def parse_env_assignments(items):
+    """NAME=value items -> dict (the Environment= words of unit_exec_start)."""
     env = {}
     for item in items:
         if "=" in item:
@@ -1602,7 +1603,7 @@ def find_gunicorn_version(fs, launch, path_env, home=None):
 # ---------------------------------------------------------------------------
 # one service: environment + command -> effective settings
 
-def service_settings(label, argv, environ, workdir, fs, home=None):
+def service_settings(argv, environ, workdir, fs, home=None):
     """The understood service: (launch, fields dict). NotUnderstood on anything that is not."""
     launch = understand_command(argv, fs, environ)
     env = {} if launch.env_clear else dict(environ)
@@ -1929,7 +1930,7 @@ def discover_systemd(host, only=(), skip=()):
                 expanded = [item["path"]] + expanded[1:]
             user = d.get("User") or "root"
             home = fs.passwd_home(user)
-            launch, fields, genv = service_settings(unit, expanded, env, _workdir(d, fs), fs, home)
+            launch, fields, genv = service_settings(expanded, env, _workdir(d, fs), fs, home)
         except NotUnderstood as e:
             problems.append("%s: %s" % (unit, e))
             continue
@@ -2239,7 +2240,7 @@ def discover_supervisor(host, only=(), skip=(), sup_units=None):
                 found = _which(argv[0], fs, env.get("PATH") or DEFAULT_PATH)
                 if found:
                     argv[0] = found
-            launch, fields, genv = service_settings(label, argv, env, workdir, fs, fs.passwd_home(user))
+            launch, fields, genv = service_settings(argv, env, workdir, fs, fs.passwd_home(user))
         except NotUnderstood as e:
             problems.append("%s: %s" % (label, e))
             continue
