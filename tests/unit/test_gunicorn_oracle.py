@@ -13,7 +13,6 @@ and Environment) reads the drop-ins.
 This module holds the harness and the tests of the command-line classes;
 test_gunicorn_oracle_corpus.py runs the corpus in tests/corpus/rewrite/.
 """
-import ipaddress
 import json
 import os
 import re
@@ -37,58 +36,19 @@ PEERS = ("127.0.0.1", "::ffff:127.0.0.1", "::1", "10.1.2.3", "::ffff:10.1.2.3", 
 
 
 # ---------------------------------------------------------------------------
-# Installing the oracles
+# Installing the oracles: the same cache as discovery's oracle test (one
+# installer, one layout: .cache/gunicorn-<version>/, pip --target then rename)
 
-def _importable(target, extra=()):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join((target,) + tuple(extra)))
-    r = subprocess.run([sys.executable, "-c", "import gunicorn.config, gunicorn.util, gunicorn.app.wsgiapp"],
-                       env=env, capture_output=True, text=True)
-    return r.returncode == 0, r.stderr
-
-
-def _pip_target(target, requirements):
-    os.makedirs(CACHE, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=os.path.basename(target) + ".tmp-", dir=CACHE)
-    r = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                        "--no-compile", "--target", tmp] + list(requirements), capture_output=True, text=True)
-    if r.returncode != 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if re.search(r"(?i)connection|network|resolve|timed out|No matching distribution|proxy", r.stderr):
-            pytest.skip("pip cannot reach the package index to install %s: %s"
-                        % (" ".join(requirements), r.stderr.strip().splitlines()[-1:]))
-        raise RuntimeError("pip install %s failed: %s" % (" ".join(requirements), r.stderr))
-    try:
-        os.rename(tmp, target)
-    except OSError:  # another test run installed it first
-        shutil.rmtree(tmp, ignore_errors=True)
-
+from test_gunicorn_services_oracle import _pip_target, oracle_paths  # noqa: E402
 
 _PATHS = {}
 
 
 def oracle_path(version):
     """PYTHONPATH entries under which `import gunicorn` is that version."""
-    if version in _PATHS:
-        return _PATHS[version]
-    target = os.path.join(CACHE, "gunicorn-%s" % version)
-    if not os.path.isdir(target):
-        reqs = ["gunicorn==%s" % version]
-        if version.startswith("19."):
-            reqs.append("setuptools<70")  # 19.x imports pkg_resources
-        _pip_target(target, reqs)
-    paths = (target,)
-    ok, err = _importable(target)
-    if not ok and "pkg_resources" in err:
-        # a copy installed without setuptools, on a Python without it
-        st = os.path.join(CACHE, "setuptools-lt70")
-        if not os.path.isdir(st):
-            _pip_target(st, ["setuptools<70"])
-        paths = (target, st)
-        ok, err = _importable(target, (st,))
-    if not ok:
-        raise RuntimeError("gunicorn %s in %s does not import: %s" % (version, target, err))
-    _PATHS[version] = paths
-    return paths
+    if version not in _PATHS:
+        _PATHS[version] = tuple(oracle_paths(version))
+    return _PATHS[version]
 
 
 # ---------------------------------------------------------------------------
