@@ -28,6 +28,8 @@ def test_builder_creates_the_context(tmp_path, definition, core):
     copied = yaml.safe_load((tmp_path / "ctx" / "_build" / "requirements.yml").read_text())
     ours = yaml.safe_load(open(os.path.join(ROOT, "requirements.yml")).read())
     assert copied == ours
+    # An SSH client for real fleets (the scenarios reach hosts through docker exec).
+    assert "openssh-clients" in (tmp_path / "ctx" / "_build" / "bindep.txt").read_text()
 
 
 def test_awx_reads_the_same_collection_requirements():
