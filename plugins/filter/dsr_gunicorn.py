@@ -343,15 +343,15 @@ def _cescape(text):
 
 
 def systemd_quote(arg):
-    """One ExecStart= word that systemd reads back as `arg`.
+    """One ExecStart= word that systemd runs as exactly `arg`.
 
-    `arg` is in systemd's stored form (specifiers resolved, `$VAR`, `${VAR}`
-    and `$$` still to be expanded when the command runs, as `systemctl show`
-    prints it): a `%` is written as `%%`, a `$` is kept, quotes and
-    backslashes are escaped inside double quotes, a lone `;` is quoted (it
-    would separate commands).
+    `arg` is the word as the process gets it (discovery's argv: specifiers
+    resolved, $VAR expanded): a `%` is written as `%%` (specifiers), a `$` as
+    `$$` (variable expansion when the command runs), quotes and backslashes
+    are escaped inside double quotes, a lone `;` is quoted (it would separate
+    commands).
     """
-    arg = arg.replace("%", "%%")
+    arg = arg.replace("%", "%%").replace("$", "$$")
     if arg and arg != ";" and _SYSTEMD_PLAIN.match(arg):
         return arg
     return '"' + _cescape(arg) + '"'
@@ -399,29 +399,21 @@ def _version(svc):
     return svc.get("version")
 
 
-_REFERENCE = re.compile(r"^\$(\{)?([A-Za-z_][A-Za-z0-9_]*)(?(1)\})$")
-
-
-def _check_references(args, svc):
-    """A `$VAR` / `${VAR}` word that systemd expands into gunicorn's bind, --reuse-port or
-    --forwarded-allow-ips options cannot be rewritten around: refuse it (when the unit's
-    environment is known, as svc["environment"])."""
-    env = svc.get("environment")
-    if svc.get("manager") == "supervisor" or not isinstance(env, dict):
-        return
-    for word in args:
-        m = _REFERENCE.match(word)
-        if not m or m.group(2) not in env:
-            continue
-        value = env[m.group(2)]
-        words = shlex.split(value) if not m.group(1) else [value]
-        try:
-            found = [n for g in scan_args(words) for n, s, _ in g["parts"] if s]
-        except RewriteError:
-            found = []
-        if found:
-            raise RewriteError("ExecStart word %s expands to %s (%s=%r); write those options out in ExecStart, "
-                               "or move them to GUNICORN_CMD_ARGS" % (word, " ".join(found), m.group(2), value))
+def _located(svc, argv):
+    """locate_gunicorn(), or discovery's own reading (gunicorn_index) when it gives one."""
+    idx = svc.get("gunicorn_index")
+    if idx is None:
+        return locate_gunicorn(argv)
+    env = {}
+    in_env = False
+    for n, word in enumerate(argv[:idx]):
+        if _basename(word) == "env":
+            in_env = True
+        elif in_env and re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", word):
+            env[word.split("=", 1)[0]] = n
+        elif in_env and not word.startswith("-"):
+            in_env = False
+    return {"head": idx + 1, "env": env}
 
 
 def _bind_target(svc, can_rewrite_command):
@@ -488,7 +480,7 @@ def _changes(svc, plan):
     sup = svc.get("manager") == "supervisor"
     argv = list(svc.get("argv") or [])
     try:
-        loc = locate_gunicorn(argv)
+        loc = _located(svc, argv)
         loc_error = None
     except RewriteError as e:
         loc, loc_error = None, e
@@ -535,7 +527,6 @@ def _changes(svc, plan):
             if loc is None:
                 raise RewriteError("%s%s" % (where, loc_error))
             head = loc["head"]
-            _check_references(argv[head:], svc)
             base = exec_argv or argv
             exec_argv = base[:head] + rewrite_args(base[head:], vals.get("binds"), vals.get("reuse_port", False),
                                                     vals.get("forwarded_allow_ips"), "cli")

@@ -184,7 +184,8 @@ class Host(object):
             argv = o.systemd_exec_argv(u["argv"], env)
             wenv, args = o.gunicorn_invocation(argv)
             env.update(wenv)
-            svc = {"unit": unit, "manager": "systemd", "argv": u["argv"], "exec_prefix": "",
+            # discovery's argv: the words the process gets ($VAR expanded)
+            svc = {"unit": unit, "manager": "systemd", "argv": argv, "exec_prefix": "",
                    "working_directory": u["working_directory"] or "/"}
             wd = u["working_directory"]
         cwd = self.real(wd) if wd and os.path.isdir(self.real(wd)) else self.tmp
