@@ -1095,6 +1095,7 @@ def _nginx_pairs(nginx_plan, interfaces):
     address (ctx interfaces, {ipv4: [ipv6 of its interface]}); None when
     neither tells.
     """
+    files = (nginx_plan or {}).get("files") or {}
     for l in (nginx_plan or {}).get("listens") or []:
         if l.get("added") is False or l.get("new") is False:
             continue
@@ -1102,6 +1103,9 @@ def _nginx_pairs(nginx_plan, interfaces):
             addr = str(ipaddress.ip_address(l["address"]))
         except ValueError:
             continue
+        added = (files.get(l.get("file")) or {}).get("added")
+        if isinstance(added, list) and not any("[%s]:%d" % (addr, int(l["port"])) in str(a) for a in added):
+            continue  # a listen the configuration already had
         if ipaddress.ip_address(addr).version != 6 or ipaddress.ip_address(addr).is_unspecified:
             continue
         origin = l.get("from") or l.get("ipv4")

@@ -399,3 +399,13 @@ def test_a_drop_on_one_interface_does_not_close_the_same_sources_elsewhere():
     t = ipt("-A INPUT -i eth1 -s 10.0.0.0/8 -j DROP", "-A INPUT -s 10.1.0.0/16 -p tcp --dport 8000 -j ACCEPT",
             policy="DROP")
     assert port_access(8000, 4, t)["sources"] == ["10.1.0.0/16"]
+
+
+def test_nginx_listens_the_configuration_already_had_are_not_new():
+    # nginx_dualstack's plan lists every IPv6 counterpart and, per file, the lines it adds
+    f = "/etc/nginx/sites-enabled/app"
+    plan = {"listens": [{"file": f, "address": "2001:db8:1::5", "port": 443, "v6only": None},
+                        {"file": f, "address": "2001:db8:1::5", "port": 80, "v6only": None}],
+            "files": {f: {"added": ["listen [2001:db8:1::5]:80;"], "changed": True}}}
+    p = private_bind_widening([], plan, [], {"host": "h", "interfaces": {"10.0.0.5": ["2001:db8:1::5"]}})
+    assert len(p) == 1 and "[2001:db8:1::5]:80" in p[0]
