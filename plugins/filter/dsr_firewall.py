@@ -936,8 +936,6 @@ def port_access(port, family, iptables_text="", nft_text=""):
         allowed = s_and(allowed, s)
     # Packets from the internet never carry a loopback source.
     allowed = _final(s_minus(allowed, s_list([_item(LOOPBACK[family])])))
-    if family == 4:
-        allowed = s_minus(allowed, s_list([_item(LOOPBACK[6])]))
     reasons = [r for _, rs in results for r in rs]
     if allowed[0] == "all":
         kind = ALL
