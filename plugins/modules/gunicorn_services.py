@@ -91,7 +91,8 @@ services:
     - "Binds: binds, bind_source (cli|env|envfile|config|config_default|port_env|default), gunicorn_cmd_args,
       gunicorn_cmd_args_file, config_file, config_file_source (cli|env|config_default), reuse_port,
       reuse_port_source, forwarded_allow_ips (None = gunicorn's default for its version),
-      forwarded_allow_ips_source (cli|env|config|environment|default), port_env, port_env_file."
+      forwarded_allow_ips_source (cli|env|config|environment|default), port_env, port_env_file and
+      forwarded_allow_ips_file (the EnvironmentFile that sets PORT / FORWARDED_ALLOW_IPS, when one does)."
     - "Version: version (None when unknown: consumers take the oldest supported), version_known,
       version_source (the file it was read from)."
     - "systemd files: fragment_path, dropin_paths (all in effect, systemd's order), dropin_dir, dropin_path
@@ -1960,6 +1961,9 @@ def discover_systemd(host, only=(), skip=()):
                 svc["bind_source"] = "envfile"
         svc["port_env_file"] = env_files_used.get("PORT") if svc["port_env"] is not None and \
             "PORT" not in svc["env_in_command"] else None
+        svc["forwarded_allow_ips_file"] = env_files_used.get("FORWARDED_ALLOW_IPS") \
+            if svc["forwarded_allow_ips_source"] == "environment" and \
+            "FORWARDED_ALLOW_IPS" not in svc["env_in_command"] else None
         services.append(svc)
     return services, problems, sup_units
 
@@ -2257,7 +2261,8 @@ def discover_supervisor(host, only=(), skip=(), sup_units=None):
                "active": state in ("RUNNING", "STARTING", "BACKOFF", "STOPPING"), "state": state, "pid": pid,
                "enabled": _truthy(opts.get("autostart"), True),
                "working_directory": workdir, "user": user,
-               "environment_pairs": [list(p) for p in pairs], "gunicorn_cmd_args_file": None}
+               "environment_pairs": [list(p) for p in pairs], "gunicorn_cmd_args_file": None,
+               "port_env_file": None, "forwarded_allow_ips_file": None}
         if status_note:
             svc["state_note"] = status_note
         svc.update(fields)
