@@ -1069,7 +1069,6 @@ class Launch(object):
         self.env_unset = []
         self.chdir = None
         self.launcher = []      # e.g. ["sh -c", "env", "newrelic-admin run-program"]
-        self.flavour = "gunicorn"
 
     @property
     def gunicorn_args(self):
@@ -1084,14 +1083,11 @@ def mentions_gunicorn(text):
     return "gunicorn" in (text or "")
 
 
-def classify(argv, fs, path_env=DEFAULT_PATH, environ=None, depth=0):
-    """argv of a unit or program -> Launch; NotUnderstood naming the reason."""
-    environ = environ or {}
+def classify(argv, fs, path_env=DEFAULT_PATH, environ=None):
+    """argv of a unit or program (no shell) -> Launch; NotUnderstood naming the reason."""
     launch = Launch()
     words = list(argv)
     prefix = []
-    if depth > 6:
-        raise NotUnderstood("nests wrappers too deeply")
     while words:
         w0 = words[0]
         b = _base(w0)
