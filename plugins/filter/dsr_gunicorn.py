@@ -16,7 +16,12 @@ built-in default, so each value goes to the source that defines it today:
   config_default  top-level assignment wins when gunicorn executes the file)
 
 forwarded_allow_ips follows its own source (forwarded_allow_ips_source:
-cli, env, config, environment = FORWARDED_ALLOW_IPS, default = with the binds).
+cli, env, config, environment = FORWARDED_ALLOW_IPS - in the EnvironmentFile
+forwarded_allow_ips_file when discovery names one, else Environment= -,
+default = with the binds).
+
+The service's argv is discovery's: the words the process gets ($VAR expanded,
+specifiers resolved); gunicorn_index, when given, marks the gunicorn word.
 
 The command line is read the way gunicorn's argparse parser reads it (options
 on either side of the app module, `-bX`, `--bind=X`, clustered short flags,
