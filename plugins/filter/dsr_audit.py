@@ -4,12 +4,13 @@ Input per host (gathered read-only by audit.yml), a dict with:
   host        inventory name
   role        'app' or 'lb'
   error       why the host could not be read ('' when it could)
-  listeners   parsed `ss -ltnpe` (dsr_ss_listeners)
-  services    gunicorn_services module output (unit, binds, ...)
-  kernel      sysctl values (dsr_sysctl_values)
+  listeners   parsed `ss -ltnpe` with their owner (dsr_listener_owners)
+  services    gunicorn_services module output (unit, binds, active, ...);
+              a stopped service is shown as stopped
+  kernel      sysctl values (dsr_kernel_values)
   nginx       nginx plan (dsr_nginx_plan): IPv6 listen lines still missing
-  reach       {"4": true|false|null, "6": ...}: real requests to the host's
-              public port over each family (null: not tried)
+  reach       {"4": true|false|null, "6": ...}: real requests to every port
+              the host serves publicly, over each family (null: not tried)
 
 audit_host() turns that into a report row; audit_summary() counts hosts per
 state and lists the fleet-wide problems. The reports (JSON, Markdown, HTML)
@@ -24,7 +25,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dsr_ss import listener_class  # noqa: E402
 
-STATES = ("dual-stack", "partial", "ipv4-only", "ipv6-disabled", "unreadable")
+STATES = ("dual-stack", "partial", "ipv4-only", "ipv6-disabled", "no-global-ipv6", "unreadable")
 
 
 def _fmt(l):
@@ -86,14 +87,20 @@ def audit_host(h):
     for svc in h.get("services") or []:
         unit = svc.get("unit")
         managed_units.add(unit)
-        own = [l for l in listeners if l.get("unit") == unit]
+        # `owner` (dsr_listener_owners) tells supervisord's programs apart;
+        # the cgroup unit alone would give them all to supervisord.
+        own = [l for l in listeners if l.get("owner", l.get("unit")) == unit]
+        if svc.get("active") is False:
+            row["services"].append({"unit": unit, "binds": svc.get("binds") or [], "families": "stopped",
+                                    "listeners": [], "version": svc.get("version")})
+            continue
         fam = families(own)
         row["services"].append({"unit": unit, "binds": svc.get("binds") or [], "families": fam,
                                 "listeners": sorted(set(_fmt(l) for l in own)),
                                 "version": svc.get("version")})
         states.append(fam)
         if fam == "none":
-            row["problems"].append("%s: no listening socket found (service stopped?)" % unit)
+            row["problems"].append("%s: running, but no listening socket found" % unit)
 
     nginx_listeners = [l for l in listeners if l.get("unit") == "nginx.service"]
     plan = h.get("nginx")
@@ -109,7 +116,7 @@ def audit_host(h):
 
     ignore = set(h.get("ignore_addresses") or [])
     for l in listeners:
-        if l.get("unit") in managed_units or l["address"] in ignore:
+        if l.get("owner") in managed_units or l.get("unit") in managed_units or l["address"] in ignore:
             continue
         # A process name check covers hosts where ss shows no cgroup.
         if not l.get("unit") and any(p["name"].startswith(("gunicorn", "nginx")) for p in l.get("processes") or []):
@@ -120,7 +127,7 @@ def audit_host(h):
     for fam, ok in sorted((row["reach"] or {}).items()):
         if ok is False:
             row["problems"].append("no answer over IPv%s" % fam)
-        elif ok is None and fam == "6":
+        elif ok is None and fam == "6" and not ipv6_addresses:
             row["problems"].append("no global IPv6 address to request")
 
     if row["kernel"]["ipv6"] == "disabled":
@@ -135,7 +142,36 @@ def audit_host(h):
             row["state"] = "partial"
     else:
         row["state"] = "partial"
+    # Sockets that take IPv6 are not "dual-stack" when no IPv6 client can
+    # reach the host: it needs a global IPv6 address.
+    if row["state"] == "dual-stack" and not ipv6_addresses:
+        row["state"] = "no-global-ipv6"
+        row["problems"].append("IPv6 sockets, but no global IPv6 address: no IPv6 client can reach the host")
     return row
+
+
+def reach(results, has_ipv6=True):
+    """{"4": ok, "6": ok} from the audit's requests (dsr_http_probe results):
+    ok when every port answered over that family, None when nothing could
+    be requested over it (no public port, or no global IPv6 address)."""
+    out = {}
+    for fam in ("4", "6"):
+        rs = [r for r in results or [] if ("[" in r["url"]) == (fam == "6")]
+        out[fam] = all(int(r.get("status", -1)) != -1 for r in rs) if rs else None
+    if not has_ipv6:
+        out["6"] = None
+    return out
+
+
+def public_ports(summary):
+    """Sorted ports of the public (not loopback) listeners of an owned summary."""
+    ports = set()
+    for item in summary or []:
+        addr, port = item.split(" ")[0].rsplit(":", 1)
+        a = addr.strip("[]")
+        if not (a.startswith("127.") or a == "::1"):
+            ports.add(int(port))
+    return sorted(ports)
 
 
 def row_or_unreadable(pair):
@@ -211,5 +247,7 @@ class FilterModule(object):
             "dsr_audit_table": audit_table,
             "dsr_listener_families": families,
             "dsr_audit_row_or_unreachable": row_or_unreadable,
+            "dsr_audit_reach": reach,
+            "dsr_public_ports": public_ports,
             "dsr_journal_timeline": journal_timeline,
         }

@@ -190,6 +190,41 @@ def unix_listening(ss_x_text):
     return paths
 
 
+def getent_command(name):
+    """The read that resolves a bind's host name as gunicorn will (IPv4)."""
+    return ["getent", "ahostsv4", name]
+
+
+def getent_results(results):
+    """dsr_commands results of getent_command, shaped like a looped command's
+    (item = the name) with `ipv4`, the first address, when it resolved."""
+    out = []
+    for r in results or []:
+        name = r["cmd"][-1]
+        words = (r.get("stdout") or "").split()
+        out.append({"item": name, "rc": r["rc"], "stdout": r.get("stdout", ""),
+                    "ipv4": words[0] if r["rc"] == 0 and words else None})
+    return out
+
+
+def test_sabotage(services, on=False):
+    """FOR THE PROJECT'S TESTS ONLY (variable dsr_test_sabotage): each
+    service's public binds planned as loopback, after the live check has
+    passed, so that the rewrite moves a public service to loopback while
+    agreeing with its own plan. Proves the before/after check and the
+    restore. Off (the default): the services unchanged."""
+    if not on:
+        return services
+    out = []
+    for svc in services or []:
+        binds = []
+        for b in svc.get("binds") or ["127.0.0.1:8000"]:
+            kind, host, port = parse_gunicorn_bind(b)
+            binds.append("127.0.0.1:%d" % port if kind == "tcp" and ":" not in host else b)
+        out.append(dict(svc, binds=binds))
+    return out
+
+
 # --- preflight: the plan against the live sockets -------------------------
 
 def _counterparts(address, interfaces):
@@ -201,14 +236,26 @@ def _counterparts(address, interfaces):
     return [str(ipaddress.ip_address(a)) for a in (interfaces or {}).get(address, [])]
 
 
+def _original(original, owner):
+    """{(address, port)} `owner` held in an owned summary taken before the
+    first change (the snapshot's), or None when there is none."""
+    if original is None:
+        return None
+    return set((a, p) for a, p, _, o in (_parse_summary(x) for x in original) if o == owner)
+
+
 def live_mismatches(services, listeners, nginx_plan=None, nginx_active=False, ss_x_text="",
-                    resolved=None, interfaces=None, ctx=None):
+                    resolved=None, interfaces=None, ctx=None, original=None):
     """Preflight: what the plan believes against what the host holds.
 
     services    running gunicorn services (discovery's dicts: unit, binds)
     listeners   parsed listeners with `owner` (dsr_listener_owners)
     nginx_plan  dsr_nginx_plan's result (its `listens`: the IPv6 listens
                 the configuration will have, existing ones included)
+    original    the owned summary recorded before the first change, when an
+                earlier run left a snapshot: a service that still holds
+                exactly what it held then is a half-done host (its new files
+                written, not yet in effect), not a wrong plan
     Returns one message per service whose plan and sockets differ.
     """
     host = (ctx or {}).get("host")
@@ -223,7 +270,7 @@ def live_mismatches(services, listeners, nginx_plan=None, nginx_active=False, ss
             problems.append("%s%s: %s" % (where, unit, e))
             continue
         held = set((l["address"], l["port"]) for l in listeners if l.get("owner") == unit)
-        if believed != held:
+        if believed != held and held != _original(original, unit):
             problems.append(
                 "%sthe plan believes %s listens on %s; it listens on %s (ss). Its bind comes from a source "
                 "the discovery did not read: make the unit state it (--bind), or leave the service out "
@@ -238,6 +285,19 @@ def live_mismatches(services, listeners, nginx_plan=None, nginx_active=False, ss
                 if path not in unix_paths:
                     problems.append("%sthe plan believes %s listens on unix:%s; no unix socket listens there (ss -lx)"
                                     % (where, unit, path))
+    # A gunicorn the discovery did not find (a wrapper it skipped, a unit
+    # it could not read) still holds its sockets: it would be left IPv4-only
+    # while the host is reported migrated.
+    strays = {}
+    for l in listeners:
+        names = [p["name"] for p in l.get("processes") or []]
+        if l.get("owner") is None and any(n.startswith("gunicorn") for n in names):
+            strays.setdefault(l.get("unit") or "pid %s" % ",".join(
+                str(p["pid"]) for p in l["processes"]), set()).add(_fmt(l["address"], l["port"]))
+    for who, where_ in sorted(strays.items()):
+        problems.append(
+            "%sa gunicorn that the discovery did not find (%s) listens on %s (ss); make its unit start gunicorn "
+            "directly so that it can be read, or stop it" % (where, who, ", ".join(sorted(where_))))
     if nginx_active and nginx_plan is not None:
         mine = [l for l in listeners if l.get("owner") == NGINX]
         v4 = set((l["address"], l["port"]) for l in mine if l["family"] == 4)
@@ -258,6 +318,26 @@ def live_mismatches(services, listeners, nginx_plan=None, nginx_active=False, ss
                     "reload nginx so that it runs the configuration on disk, or check nginx_dualstack__files"
                     % (where, p))
     return problems
+
+
+def pending(services, listeners, nginx_plan=None, nginx_active=False, resolved=None):
+    """What an interrupted run wrote but did not bring into effect: the
+    running services whose sockets are not yet those of their files, and
+    whether nginx lacks an IPv6 listen its files have. These are restarted
+    (nginx reloaded) even though their files need no change."""
+    out = {"services": [], "nginx": False}
+    for svc in services or []:
+        try:
+            believed = believed_tcp(svc.get("binds") or ["127.0.0.1:8000"], resolved)
+        except AnsibleFilterError:
+            continue
+        held = set((l["address"], l["port"]) for l in listeners if l.get("owner") == svc["unit"])
+        if believed != held:
+            out["services"].append(svc["unit"])
+    if nginx_active and nginx_plan is not None:
+        v6 = set((l["address"], l["port"]) for l in listeners if l.get("owner") == NGINX and l["family"] == 6)
+        out["nginx"] = any((l["address"], int(l["port"])) not in v6 for l in nginx_plan.get("listens", []))
+    return out
 
 
 # --- after a change: nothing lost, every public IPv4 listener twinned -----
@@ -355,6 +435,13 @@ def ipv6_public(summary, interfaces=None, addresses6=None):
     return out
 
 
+def ipv6_answer_targets(ports, before, interfaces=None, addresses6=None):
+    """IPv6 targets for the public listeners of `before` on `ports` (the
+    ports that answered the peer over IPv4 before the change)."""
+    ports = set(int(p) for p in ports or [])
+    return [t for t in ipv6_public(before, interfaces, addresses6) if t["port"] in ports]
+
+
 def answered(results, targets):
     """The targets whose request got any HTTP answer (dsr_http_probe results
     in the same order as the targets)."""
@@ -403,6 +490,28 @@ def supervisor_states(text):
     return out
 
 
+def services_now(services, systemctl_text="", supervisor_text=""):
+    """The services with the pid they run under now (systemd MainPID,
+    supervisord's pid): a restart changes it, and ancestry needs the new one."""
+    pids = {}
+    for block in re.split(r"\n\s*\n", systemctl_text or ""):
+        d = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        if d.get("Id") and d.get("MainPID", "").isdigit():
+            pids[d["Id"]] = int(d["MainPID"])
+    for owner, s in supervisor_states(supervisor_text).items():
+        pids[owner] = s["pid"]
+    return [dict(svc, pid=pids.get(svc["unit"], 0)) for svc in services or []]
+
+
+def interface_of(ip_json, address):
+    """The name of the interface that holds `address` in `ip -j addr` output."""
+    for link in ip_json or []:
+        for a in link.get("addr_info", []):
+            if a.get("local") == address:
+                return link.get("ifname")
+    return None
+
+
 def run_states(services, systemctl_text="", supervisor_text=""):
     """[{owner, manager, active, enabled, state}] for the given services
     ({unit, manager}) from the two reads."""
@@ -419,6 +528,25 @@ def run_states(services, systemctl_text="", supervisor_text=""):
             s = sd.get(unit)
             out.append({"owner": unit, "manager": manager, "active": bool(s and s["active"]),
                         "enabled": bool(s and s["enabled"]), "state": s["state"] if s else "unknown"})
+    return out
+
+
+def service_recipe(svc, how="restart"):
+    """What the restore needs of a service: who it is and how it is brought
+    back onto restored files (`restart` for gunicorn, whose binds change
+    only on a full restart; `reload` or `restart` for nginx)."""
+    return {"unit": svc["unit"], "name": svc.get("name") or svc["unit"], "manager": svc.get("manager", "systemd"),
+            "restart": how}
+
+
+def with_run_states(recipes, states):
+    """Each recipe with the run state it was found in (active, enabled, state)."""
+    by = dict((s["owner"], s) for s in states or [])
+    out = []
+    for r in recipes or []:
+        s = by.get(r["unit"], {})
+        out.append(dict(r, owner=r["unit"], active=bool(s.get("active")), enabled=bool(s.get("enabled")),
+                        state=s.get("state", "unknown")))
     return out
 
 
@@ -508,12 +636,21 @@ class FilterModule(object):
             "dsr_listener_owners": listener_owners,
             "dsr_owned_summary": owned_summary,
             "dsr_live_mismatches": live_mismatches,
+            "dsr_pending": pending,
             "dsr_contract_problems": contract_problems,
             "dsr_ipv4_public": ipv4_public,
             "dsr_ipv6_public": ipv6_public,
             "dsr_answered": answered,
+            "dsr_ipv6_answer_targets": ipv6_answer_targets,
             "dsr_probe_urls": probe_urls,
             "dsr_run_states": run_states,
+            "dsr_services_now": services_now,
+            "dsr_getent_command": getent_command,
+            "dsr_getent_results": getent_results,
+            "dsr_test_sabotage": test_sabotage,
+            "dsr_service_recipe": service_recipe,
+            "dsr_with_run_states": with_run_states,
+            "dsr_interface_of": interface_of,
             "dsr_run_state_problems": run_state_problems,
             "dsr_kernel_values": kernel_values,
             "dsr_kernel_restore": kernel_restore,

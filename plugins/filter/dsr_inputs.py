@@ -118,6 +118,10 @@ def input_problems(hostvars, groups, app_group="app_hosts", lb_group="lb", waves
                 for p in accept:
                     if not _port(p):
                         problems.append("host %s: dsr_exposure_accept: %r is not a TCP port (1-65535)" % (host, p))
+        for name in ("dsr_accept_no_global_ipv6", "dsr_test_sabotage"):
+            present, value = _get(hv, name)
+            if present and not isinstance(value, bool):
+                problems.append("host %s: %s must be true or false, not %r" % (host, name, value))
         present, peer = _get(hv, "listener_verify__peer")
         if present and peer and peer not in inventory:
             problems.append("host %s: listener_verify__peer %r is not a host of this inventory" % (host, peer))

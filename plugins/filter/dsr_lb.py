@@ -131,6 +131,19 @@ def known_changes(hosts, hostvars):
     return out
 
 
+def drained_hosts(text, hosts, hostvars):
+    """The app hosts whose server line is marked `down` in the upstream file
+    (an earlier run drained them and never put them back), in `hosts` order."""
+    down = [srv["address"] for srv in upstream_servers(text) if srv["down"]]
+    out = []
+    for h in hosts:
+        hv = hostvars[h]
+        mine = [a for a in (hv.get("dsr_lb_address"), hv.get("dsr_lb_address6")) if a]
+        if any(_same(d, a) for d in down for a in mine):
+            out.append(h)
+    return out
+
+
 class FilterModule(object):
     def filters(self):
         return {
@@ -139,4 +152,5 @@ class FilterModule(object):
             "dsr_lb_drain_change": drain_change,
             "dsr_lb_enable_changes": enable_changes,
             "dsr_lb_known_changes": known_changes,
+            "dsr_lb_drained": drained_hosts,
         }

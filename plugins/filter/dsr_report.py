@@ -33,6 +33,8 @@ def preflight_table(hosts, hostvars):
             lines.append("%-*s  %-6s  %s" % (width, h, "NO", "unreachable or not checked"))
         elif pf.get("ok"):
             detail = "%s -> %s" % (", ".join(pf.get("services") or []) or "(no gunicorn)", pf.get("binds") or "-")
+            if pf.get("left_alone"):
+                detail += "; left alone: %s" % "; ".join(pf["left_alone"])
             lines.append("%-*s  %-6s  %s" % (width, h, "yes", detail))
         else:
             lines.append("%-*s  %-6s  %s" % (width, h, "NO", pf.get("reason")))
@@ -46,8 +48,9 @@ def _secs(a, b):
         return None
 
 
-def journal_entry(host, wave, times, before, after, failed, error, lb_address=None):
-    """The JSON a host leaves in the controller's journal."""
+def journal_entry(host, wave, times, before, after, failed, error, lb_address=None, not_migrated=None):
+    """The JSON a host leaves in the controller's journal. `not_migrated`
+    names what the tool left as it was, with the reason (a stopped service)."""
     steps = {}
     order = ["start", "kernel_done", "gunicorn_done", "nginx_done", "verify_done", "end"]
     present = [k for k in order if k in (times or {})]
@@ -64,6 +67,7 @@ def journal_entry(host, wave, times, before, after, failed, error, lb_address=No
         "step_seconds": steps,
         "total_seconds": _secs(times.get("start"), times.get("end")) if times else None,
         "lb_upstream": lb_address,
+        "not_migrated": list(not_migrated or []),
     }
 
 

@@ -71,7 +71,10 @@ def needs_change(gunicorn_plans, nginx_plan, kernel_now, sysctl_file_exists, bin
     """Whether a host has anything left to change (else it is not drained)."""
     if not sysctl_file_exists:
         return True
-    if any(str(v) == "1" for k, v in (kernel_now or {}).items() if k.endswith(".disable_ipv6")):
+    # The switches the kernel step always sets (other interfaces are set
+    # only when they carry IPv4, and may be off on purpose).
+    always = ("net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6", "net.ipv6.conf.lo.disable_ipv6")
+    if any(str(v) == "1" for k, v in (kernel_now or {}).items() if k in always):
         return True
     if str(bindv6only_policy) != "keep" and str((kernel_now or {}).get("net.ipv6.bindv6only")) != str(bindv6only_policy):
         return True

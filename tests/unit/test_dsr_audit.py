@@ -58,11 +58,28 @@ def test_kernel_ipv6_off_wins():
     assert row["state"] == "ipv6-disabled" and row["kernel"]["ipv6"] == "disabled"
 
 
-def test_stopped_service_is_a_problem():
+def test_running_service_without_socket_is_a_problem_a_stopped_one_is_shown_stopped():
     text = "\n".join(l for l in BEFORE.splitlines() if ":8000" not in l)
     row = host(text)
     assert row["services"][0]["families"] == "none"
-    assert any("webapp.service: no listening socket" in p for p in row["problems"])
+    assert any("webapp.service: running, but no listening socket" in p for p in row["problems"])
+    row = host(text, services=[dict(SVC[0], active=False)])
+    assert row["services"][0]["families"] == "stopped" and row["problems"] == ["no answer over IPv6"]
+
+
+def test_supervisord_programs_own_their_sockets():
+    # Both programs share supervisord's cgroup; the owner tells them apart.
+    text = ("LISTEN 0 128 0.0.0.0:9000 0.0.0.0:* users:((\"gunicorn\",pid=93,fd=5)) "
+            "cgroup:/system.slice/supervisor.service <->\n")
+    ls = [dict(l, owner="supervisor:api") for l in parse_ss(text, V)]
+    row = host(text, listeners=ls, services=[{"unit": "supervisor:api", "binds": [":9000"]}], nginx=None)
+    assert row["services"][0]["families"] == "ipv4-only" and row["unmanaged"] == []
+
+
+def test_dual_stack_sockets_without_a_global_ipv6_address_are_not_dual_stack():
+    row = host(AFTER, nginx_missing=(), reach={"4": True, "6": None}, ipv6_addresses=[])
+    assert row["state"] == "no-global-ipv6"
+    assert any("no IPv6 client can reach the host" in p for p in row["problems"])
 
 
 def test_loopback_families():

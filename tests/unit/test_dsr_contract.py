@@ -78,6 +78,16 @@ def test_live_check_passes_when_plan_and_sockets_agree_names_resolved():
     assert c.live_mismatches(services, owned(), resolved={"localhost": "127.0.0.1"}) == []
 
 
+def test_live_check_names_a_gunicorn_the_discovery_did_not_find():
+    # wrapper.service runs gunicorn through a script the discovery skipped.
+    text = SS_BEFORE + ('\nLISTEN 0 128 0.0.0.0:8011 0.0.0.0:* users:(("gunicorn",pid=120,fd=5)) '
+                        + CG + "wrapper.service <->")
+    services = [dict(SERVICES[0], binds=["0.0.0.0:8008"]), SERVICES[1], SERVICES[2]]
+    problems = c.live_mismatches(services, owned(text))
+    assert problems == ["a gunicorn that the discovery did not find (wrapper.service) listens on 0.0.0.0:8011 (ss); "
+                        "make its unit start gunicorn directly so that it can be read, or stop it"]
+
+
 def test_live_check_unresolvable_name_and_missing_unix_socket():
     services = [dict(SERVICES[1], binds=["app.internal:8001"]),
                 {"unit": "sock.service", "binds": ["unix:/run/sock.sock"], "pid": 0}]
@@ -256,3 +266,25 @@ def test_kernel_restore_order(before, now, writes, kept):
                     state[key] = v
         state[k] = v
     assert c.kernel_problems(c.kernel_values(before), state, plan["kept"]) == []
+
+
+def test_half_done_host_is_recognised_not_refused():
+    # An interrupted run wrote app8's new binds but did not restart it: the
+    # files say 0.0.0.0:8008 + [::]:8008, the sockets are still those of
+    # before the first change (the snapshot's summary).
+    services = [dict(SERVICES[0], binds=["0.0.0.0:8008", "[::]:8008"]), SERVICES[1], SERVICES[2]]
+    original = ["0.0.0.0:8008 app8.service", "127.0.0.1:8001 app1.service", "0.0.0.0:9000 supervisor:api"]
+    services[1] = dict(SERVICES[1], binds=["127.0.0.1:8001"])
+    services[2] = dict(SERVICES[2], binds=[":9000"])
+    assert c.live_mismatches(services, owned()) != []  # no snapshot: a wrong plan
+    assert c.live_mismatches(services, owned(), original=original) == []
+    assert c.pending(services, owned()) == {"services": ["app8.service"], "nginx": False}
+    # Sockets that are neither the files' nor the first snapshot's are still refused.
+    assert c.live_mismatches(services, owned(), original=["0.0.0.0:7000 app8.service"]) != []
+
+
+def test_pending_nginx_reload():
+    plan = {"listens": [{"address": "::", "port": 80}]}
+    assert c.pending([], owned(), plan, nginx_active=True)["nginx"] is True
+    after = SS_BEFORE + '\nLISTEN 0 511 [::]:80 [::]:* users:(("nginx",pid=38,fd=6)) ' + CG + "nginx.service v6only:1"
+    assert c.pending([], owned(after), plan, nginx_active=True)["nginx"] is False

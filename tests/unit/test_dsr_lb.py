@@ -56,3 +56,16 @@ def test_enable_puts_verified_hosts_on_ipv6_and_others_on_ipv4():
     assert enable_changes(["a"], hv, ipv6_upstreams=False)["172.30.30.11"]["address"] == "172.30.30.11"
     # a moved host is found by its IPv6 address when drained again
     assert "server [fd42::11]:80 down;" in upstream_edit(new, {"172.30.30.11": drain_change("fd42::11")})
+
+
+def test_drained_hosts_are_found_by_either_address():
+    from dsr_lb import drained_hosts
+    text = """upstream app {
+    server 10.0.0.1:80 down;
+    server [fd00::2]:80 max_fails=3 down;
+    server 10.0.0.3:80;
+}
+"""
+    hv = {"a1": {"dsr_lb_address": "10.0.0.1"}, "a2": {"dsr_lb_address": "10.0.0.2", "dsr_lb_address6": "fd00:0::2"},
+          "a3": {"dsr_lb_address": "10.0.0.3"}}
+    assert drained_hosts(text, ["a3", "a2", "a1"], hv) == ["a2", "a1"]
