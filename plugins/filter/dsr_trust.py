@@ -417,6 +417,7 @@ class _Plan(object):
                 continue
             v = s["args"][0]
             if v.startswith("unix:"):
+                self.record(s, path, REALIP, v, self.context(node), values)
                 continue
             e = self.rule(s, path, REALIP, v, self.context(node), values, lambda c: "%s %s;" % (REALIP, c))
             named = named or e["balancer"] is not None
@@ -432,12 +433,11 @@ class _Plan(object):
 
     def access(self, node):
         own = _own(node, ACCESS)
-        for directive in ACCESS:
-            values = [s["args"][0] for s, _ in own if s["directive"] == directive and s["args"]]
-            for s, path in own:
-                if s["directive"] == directive and s["args"]:
-                    self.rule(s, path, directive, s["args"][0], self.context(node), values,
-                              lambda c, d=directive: "%s %s;" % (d, c))
+        values = dict((d, [s["args"][0] for s, _ in own if s["directive"] == d and s["args"]]) for d in ACCESS)
+        for s, path in own:
+            d = s["directive"]
+            if s["args"]:
+                self.rule(s, path, d, s["args"][0], self.context(node), values[d], lambda c, d=d: "%s %s;" % (d, c))
 
     def geo(self, node):
         stmt = node["stmt"]
