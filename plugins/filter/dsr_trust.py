@@ -199,9 +199,10 @@ def _balancers(balancer):
         item = {"name": b.get("name") or (ipv4[0] if ipv4 else "balancer"), "ipv4": ipv4, "ipv6": None,
                 "prefix": None, "why": None}
         try:
-            item["ipv6"] = route_source(b.get("route"))
-            if ipaddress.ip_address(item["ipv6"]).version != 6:
+            src = route_source(b.get("route"))
+            if ipaddress.ip_address(src).version != 6:
                 raise TrustError("ip route get printed an IPv4 route: run `ip -6 route get <app host IPv6>`")
+            item["ipv6"] = src
         except (TrustError, ValueError) as e:
             item["why"] = str(e)
         for link in links:
@@ -586,7 +587,7 @@ def _gunicorn(services, lbs, where):
         for item in items:
             for b in lbs:
                 c, how = _counterpart(item, b)
-                if c is None:
+                if how is None:
                     continue
                 if "/" in item and not nets:
                     notes.append("%sservice %s: forwarded_allow_ips entry %s is a network and this gunicorn (%s) "
