@@ -84,7 +84,8 @@ Output of dsr_trust_plan
    "rules": [{file, line, directive, value, balancer (its name or IPv4
               address, None when not about the balancer), counterpart (the
               IPv6 twin, None), action (add|present|none|problem), context:
-              {block, key (geo), real_ip_header, realip_trusts_balancer}}],
+              {block, key (geo), real_ip_header, realip_trusts_balancer},
+              added: [twin lines] when action is add}],
    "gunicorn": [{unit, value, before, source}]  (only services that change;
               value is the new forwarded_allow_ips, written by dsr_gunicorn),
    "problems": [...], "notes": [...], "changed": bool,
@@ -357,7 +358,7 @@ class _Plan(object):
     def at(self, stmt, path):
         return "%s%s line %d" % (self.where, self.w.real[path], stmt["line"])
 
-    def context(self, node, s=None, key=None):
+    def context(self, node, key=None):
         realip, _ = _effective(node, (REALIP,))
         trusts = any(_matches(r["args"][0], a) for r, _ in realip if r["args"] for b in self.lbs for a in b["ipv4"])
         out = {"block": node["label"], "real_ip_header": (_real_ip_header(node) or "X-Real-IP") if realip else None,
