@@ -245,7 +245,6 @@ class FilterModule(object):
             "dsr_audit_host": audit_host,
             "dsr_audit_summary": audit_summary,
             "dsr_audit_table": audit_table,
-            "dsr_listener_families": families,
             "dsr_audit_row_or_unreachable": row_or_unreadable,
             "dsr_audit_reach": reach,
             "dsr_public_ports": public_ports,

@@ -639,7 +639,6 @@ class FilterModule(object):
             "dsr_pending": pending,
             "dsr_contract_problems": contract_problems,
             "dsr_ipv4_public": ipv4_public,
-            "dsr_ipv6_public": ipv6_public,
             "dsr_answered": answered,
             "dsr_ipv6_answer_targets": ipv6_answer_targets,
             "dsr_probe_urls": probe_urls,

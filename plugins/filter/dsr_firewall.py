@@ -1170,6 +1170,5 @@ def _fmt_addr(address, port):
 
 class FilterModule(object):
     def filters(self):
-        return {"dsr_exposure_problems": exposure_problems, "dsr_port_verdict": port_verdict,
-                "dsr_port_access": port_access, "dsr_ipv6_exposed_ports": ipv6_exposed_ports,
+        return {"dsr_exposure_problems": exposure_problems, "dsr_ipv6_exposed_ports": ipv6_exposed_ports,
                 "dsr_private_bind_widening": private_bind_widening}

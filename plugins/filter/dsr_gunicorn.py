@@ -766,11 +766,6 @@ def owner_unit(svc):
 class FilterModule(object):
     def filters(self):
         return {
-            "dsr_owner_unit": owner_unit,
-            "dsr_service_ref": service_ref,
-            "dsr_gunicorn_change": gunicorn_change,
-            "dsr_gunicorn_changes": gunicorn_changes,
             "dsr_gunicorn_plans": service_plans,
-            "dsr_gunicorn_conflicts": service_conflicts,
             "dsr_bind_hostnames": bind_hostnames,
         }

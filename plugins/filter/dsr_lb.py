@@ -148,7 +148,6 @@ class FilterModule(object):
     def filters(self):
         return {
             "dsr_upstream_edit": upstream_edit,
-            "dsr_upstream_servers": upstream_servers,
             "dsr_lb_drain_change": drain_change,
             "dsr_lb_enable_changes": enable_changes,
             "dsr_lb_known_changes": known_changes,

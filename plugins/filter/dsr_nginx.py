@@ -531,8 +531,11 @@ def _plan_twins(w, interfaces, where, result, edits, taken_default, taken_set):
                     done.add(key_stmt)
                 continue
             for t in targets:
+                # `tls`: plain HTTP requests to it get a 400; the listener
+                # checks still hold, the JSON request through nginx does not.
                 result["listens"].append({"file": item["file"], "line": s["line"], "server": srv["index"],
-                                          "address": t, "port": lst["port"], "v6only": 1 if t == "::" else None})
+                                          "address": t, "port": lst["port"], "v6only": 1 if t == "::" else None,
+                                          "tls": "ssl" in lst["params"]})
             if key_stmt in done:
                 continue
             done.add(key_stmt)

@@ -243,7 +243,7 @@ def verify_targets(gunicorn_plans, nginx_plan=None):
                 bucket.append(l["port"])
     for l in (nginx_plan or {}).get("listens", []):
         expected.append({"address": l["address"], "port": l["port"], "v6only": l.get("v6only")})
-        if ipaddress.ip_address(l["address"]).is_unspecified and l["port"] not in nginx_ports:
+        if ipaddress.ip_address(l["address"]).is_unspecified and l["port"] not in nginx_ports and not l.get("tls"):
             nginx_ports.append(l["port"])
     private = [p for p in private if p not in public]
     return {"expected": expected, "public_ports": public, "private_ports": private, "nginx_ports": nginx_ports}
@@ -253,9 +253,6 @@ class FilterModule(object):
     def filters(self):
         return {
             "dsr_ss_listeners": parse_ss,
-            "dsr_ss_format": ss_format,
             "dsr_listener_check": listener_check,
             "dsr_verify_targets": verify_targets,
-            "dsr_listener_summary": listener_summary,
-            "dsr_managed_listeners": managed_listeners,
         }

@@ -17,44 +17,45 @@ except ImportError:  # pragma: no cover
 
 
 def _size(item, total):
-    if isinstance(item, bool):
+    """ansible-core's own arithmetic for one `serial` item (pct_to_int), so
+    a value it would reject at run time is rejected here, before anything
+    changes."""
+    if isinstance(item, bool) or not isinstance(item, (int, str)):
         raise AnsibleFilterError("dsr_waves: %r is not a host count or a percentage" % (item,))
-    if isinstance(item, int):
-        n = item
-    else:
-        s = str(item).strip()
-        if s.endswith("%"):
-            try:
-                pct = float(s[:-1])
-            except ValueError:
-                raise AnsibleFilterError("dsr_waves: %r is not a percentage" % (item,))
-            if not 0 < pct <= 100:
-                raise AnsibleFilterError("dsr_waves: %r must be between 0%% and 100%%" % (item,))
-            n = int(total * pct / 100.0)
-        else:
-            try:
-                n = int(s)
-            except ValueError:
-                raise AnsibleFilterError("dsr_waves: %r is not a host count or a percentage" % (item,))
+    from ansible.utils.helpers import pct_to_int
+    try:
+        n = pct_to_int(item, total)
+    except (ValueError, TypeError):
+        raise AnsibleFilterError("dsr_waves: %r is not a host count or a percentage ansible-core can read "
+                                 "(an integer, or an integer followed by %%)" % (item,))
+    # ansible-core would take these as "every host left": stricter here, since
+    # a wave of 150% or -1 hosts is a typo more often than a wish.
+    if isinstance(item, str) and item.strip().endswith("%") and not 0 < int(item.strip()[:-1]) <= 100:
+        raise AnsibleFilterError("dsr_waves: %r must be between 0%% and 100%%" % (item,))
     if n < 0:
         raise AnsibleFilterError("dsr_waves: %r is negative" % (item,))
-    return max(n, 1)
+    return n
 
 
 def waves(hosts, serial):
-    """[[host, ...], ...]: the batches Ansible will run, in order."""
+    """[[host, ...], ...]: the batches Ansible will run, in order, cut as
+    ansible-core's PlayExecutor._get_serialized_batches cuts them (a size of
+    0 or less takes every host left)."""
     hosts = list(hosts)
     if not hosts:
         raise AnsibleFilterError("dsr_waves: the group has no hosts (check the inventory group app_hosts)")
-    if serial in (None, "", [], 0):
+    if serial in (None, "", []):
         return [hosts]
     if not isinstance(serial, (list, tuple)):
         serial = [serial]
-    out, i, k = [], 0, 0
-    while i < len(hosts):
-        size = _size(serial[min(k, len(serial) - 1)], len(hosts))
-        out.append(hosts[i:i + size])
-        i += size
+    out, k, total = [], 0, len(hosts)
+    while hosts:
+        size = _size(serial[min(k, len(serial) - 1)], total)
+        if size <= 0:
+            out.append(hosts)
+            break
+        out.append(hosts[:size])
+        hosts = hosts[size:]
         k += 1
     return out
 

@@ -136,7 +136,7 @@ def test_listen_from_an_include_belongs_to_the_including_server():
     assert r["files"]["/etc/nginx/snippets/listen.conf"]["content"] == "listen 443 ssl;\nlisten [::]:443 ssl;\n"
     assert [l["listen"] for l in r["servers"][0]["listens"]] == ["443 ssl", "[::]:443 ssl"]
     assert r["listens"] == [{"file": "/etc/nginx/snippets/listen.conf", "line": 1, "server": 0,
-                             "address": "::", "port": 443, "v6only": 1}]
+                             "address": "::", "port": 443, "v6only": 1, "tls": True}]
 
 
 def test_files_are_keyed_by_real_path_and_included_by_nginx_path():

@@ -202,3 +202,84 @@ def test_gunicorn_trusts_the_ipv6_source_where_it_trusted_the_ipv4(case, monkeyp
 if __name__ == "__main__":  # pragma: no cover  (PYTHONPATH=plugins/filter:tests/unit)
     meta, files, _ = load(sys.argv[1])
     print(dump_yaml({"expected": compact(run(meta, files))}))
+
+
+# -- real requests through nginx ------------------------------------------------
+#
+# A case's `probes` are requests a balancer sends: {path, port (80), method
+# (GET), headers, show: [response headers to compare]}. The host's nginx is
+# started in a network namespace three times: as it is (requests from the
+# balancer's IPv4 address), after the listen plan and this plan (from its
+# IPv6 source), and after the listen plan alone (from its IPv6 source). Each
+# request's status, the client address nginx logs (the balancer's own address
+# written as "balancer") and the `show` headers must be the same in the first
+# two runs, and the third must differ somewhere: the twins are what keeps
+# behaviour, not chance.
+
+PROBE = r'''
+import http.client, json, os, subprocess, sys, time
+job = json.load(sys.stdin)
+def sh(*a):
+    subprocess.run(a, check=True, capture_output=True)
+sh("ip", "link", "set", "lo", "up")
+for a in job["addresses"]:
+    sh("ip", "addr", "add", a, "dev", "lo", "nodad") if ":" in a else sh("ip", "addr", "add", a, "dev", "lo")
+subprocess.run([job["nginx"], "-p", job["prefix"], "-c", job["conf"]], check=True, capture_output=True)
+log = job["log"]
+out = []
+try:
+    for p in job["probes"]:
+        for _ in range(50):
+            try:
+                c = http.client.HTTPConnection(job["dst"], p.get("port", 80), timeout=5,
+                                               source_address=(job["src"], 0))
+                c.request(p.get("method", "GET"), p["path"], headers=p.get("headers") or {})
+                break
+            except OSError:  # refused until nginx listens; unreachable until the kernel has the new addresses
+                time.sleep(0.1)
+        r = c.getresponse()
+        r.read()
+        shown = dict((h, r.getheader(h)) for h in p.get("show", []))
+        time.sleep(0.05)
+        with open(log) as f:
+            last = f.read().splitlines()[-1]
+        out.append({"status": r.status, "client": last.split()[0], "headers": shown})
+finally:
+    subprocess.run([job["nginx"], "-p", job["prefix"], "-c", job["conf"], "-s", "stop"], capture_output=True)
+print(json.dumps(out))
+'''
+
+
+def _serve(tmp, texts, meta, tls, src, dst):
+    _scratch(tmp, texts, meta.get("links") or {}, tls)
+    log = str(tmp) + "/var/log/nginx/access.log"
+    job = {"nginx": NGINX, "prefix": str(tmp) + "/", "conf": str(tmp) + "/etc/nginx/nginx.conf", "log": log,
+           "probes": meta["probes"], "src": src, "dst": dst, "addresses": [src, dst]}
+    r = subprocess.run(["unshare", "--net", sys.executable, "-c", PROBE], input=__import__("json").dumps(job),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    res = __import__("json").loads(r.stdout)
+    for x in res:
+        x["client"] = "balancer" if x["client"] == src else x["client"]
+    return res
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if "probes" in load(c)[0]])
+def test_requests_through_the_balancer_behave_the_same_over_ipv6(case, tmp_path, request):
+    from dsr_nginx import nginx_plan
+    if not NGINX or subprocess.run(["unshare", "--net", "true"], capture_output=True).returncode != 0:
+        pytest.skip("needs nginx and unshare --net")
+    tls = request.getfixturevalue("tls_material")
+    meta, files, texts = load(case)
+    (v4, v6), = _sources(meta)[:1]
+    dst4, dst6 = "10.20.0.11" if v4[0].startswith("10.20.") else "10.30.0.11", "fd42:d5a:30::11"
+    plan = run(meta, files)
+    listens = nginx_plan(_again(plan, files), {}, {})
+    assert not listens["problems"], listens["problems"]
+    twinned = dict(texts, **dict((p, f["content"]) for p, f in listens["files"].items()))
+    untwinned = dict(texts, **dict((p, f["content"]) for p, f in nginx_plan(files, {}, {})["files"].items()))
+    before = _serve(tmp_path / "before", texts, meta, tls, v4[0], dst4)
+    after = _serve(tmp_path / "after", twinned, meta, tls, v6, dst6)
+    without = _serve(tmp_path / "without", untwinned, meta, tls, v6, dst6)
+    assert after == before
+    assert without != before, "the probes do not see the rules this case twins"

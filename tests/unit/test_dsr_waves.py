@@ -46,3 +46,20 @@ def test_needs_change():
     assert needs_change(unchanged, {"changed": False}, done, True, "1")
     assert needs_change([{"plan": {"changed": True}}], {"changed": False}, done, True)
     assert needs_change(unchanged, {"changed": True}, done, True)
+
+
+def test_waves_are_cut_by_ansible_cores_own_arithmetic():
+    # 0 takes every host left, as ansible-core's serial does; a fraction of
+    # a percent is a value ansible-core cannot read, so it is refused here.
+    assert waves(HOSTS, [1, 0]) == [["a1"], HOSTS[1:]]
+    with pytest.raises(Exception, match="ansible-core can read"):
+        waves(HOSTS, ["12.5%"])
+    # The same batches as the executor itself for a spread of serial lists.
+    from ansible.utils.helpers import pct_to_int
+    for serial in ([1, "25%", "100%"], ["10%"], [2, 3], ["34%", 1]):
+        left, expect, k = list(HOSTS), [], 0
+        while left:
+            n = pct_to_int(serial[min(k, len(serial) - 1)], len(HOSTS))
+            expect.append(left[:n])
+            left, k = left[n:], k + 1
+        assert waves(HOSTS, serial) == expect, serial

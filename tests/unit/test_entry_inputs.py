@@ -58,7 +58,7 @@ def test_several_problems_are_reported_together(tmp_path):
     assert rc != 0
     for words in ("host app1: dsr_lb_address '10.1.2.300' is not an IPv4 address",
                   "host app1: dsr_exposure_accept: 0 is not a TCP port",
-                  "dsr_waves: 'x%' is not a percentage"):
+                  "dsr_waves: 'x%' is not a host count or a percentage ansible-core can read"):
         assert words in out, (words, out[-2000:])
     assert nothing_ran_on_a_host(out), out[-2000:]
 
