@@ -17,7 +17,9 @@ sees every balancer rule covering both families afterwards, `nginx -t`
 accepts the result (in a scratch prefix inside `unshare --net`), and each
 gunicorn value, read by that gunicorn's own configuration code (19.9.0 or
 27.0.1), trusts the balancer's IPv6 source exactly where it trusted its
-IPv4 address before.
+IPv4 address before. Cases with `probes` are served by a real nginx (see
+below): requests from the balancer's IPv6 source after the plan get what
+requests from its IPv4 address get today, and would not without the twins.
 
 `python tests/unit/test_dsr_trust_corpus.py CASE` prints a case's actual plan
 in case.yml's form (to review by hand, never to paste unread).
