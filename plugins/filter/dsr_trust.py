@@ -125,6 +125,8 @@ REALIP = "set_real_ip_from"
 ACCESS = ("allow", "deny")
 # geo keys that are the connection's (or realip's) client address
 GEO_CLIENT_KEYS = ("$remote_addr", "$realip_remote_addr")
+# blocks whose lines are table entries, not directives (a map key may read `allow`)
+TABLES = ("map", "types", "split_clients", "charset_map", "match")
 GEO_KEYWORDS = ("default", "include", "proxy", "proxy_recursive", "ranges", "delete")
 ROUTE_TYPES = ("unicast", "local", "broadcast", "multicast", "anycast", "unreachable", "prohibit", "blackhole",
                "throw", "nat")
@@ -525,7 +527,7 @@ class _Plan(object):
         the outcome its IPv4 address gets today."""
         seen = set()
         for node in self.w.blocks:
-            if node["stmt"] is not None and node["stmt"]["directive"] == "geo":
+            if node["stmt"] is not None and node["stmt"]["directive"] in ("geo",) + TABLES:
                 continue
             for names, kind in ((ACCESS, "access"), ((REALIP,), "realip")):
                 own, where = _effective(node, names)
@@ -563,9 +565,10 @@ class _Plan(object):
 
     def run(self):
         for node in self.w.blocks:
-            if node["stmt"] is not None and node["stmt"]["directive"] == "geo":
+            kind = node["stmt"]["directive"] if node["stmt"] is not None else None
+            if kind == "geo":
                 self.geo(node)
-            else:
+            elif kind not in TABLES:
                 self.realip(node)
                 self.access(node)
         self.check()
@@ -613,6 +616,10 @@ def trust_plan(files, balancer, services=None, ctx=None):
     """Plan the IPv6 twins of the rules that trust the balancer (see the module's doc)."""
     p = _Plan(files or [], balancer, ctx)
     p.run()
+    for b in p.lbs:
+        if not b["ipv4"]:
+            p.problems.append("%sthe balancer %s: its IPv4 addresses are unknown, so the rules that trust it cannot "
+                              "be found; give its `ip -o addr show` output, `ipv4` or `route4`" % (p.where, b["name"]))
     gunicorn, gproblems, gnotes = _gunicorn(services, p.lbs, p.where)
     rules = [dict((k, v) for k, v in r.items() if k != "list") for r in p.rules]
     result = {"files": {}, "rules": rules, "gunicorn": gunicorn, "problems": p.problems + gproblems,

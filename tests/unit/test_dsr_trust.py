@@ -164,6 +164,16 @@ def test_files_list_input_and_not_utf8():
     assert "not UTF-8" in p["problems"][0] and "set_real_ip_from fd42:d5a:30::2;" in p["problems"][0]
 
 
+def test_map_entries_are_not_rules():
+    p = plan("map $x $y {\n  allow 10.20.0.2;\n}\nserver { listen 80; }\n")
+    assert p["rules"] == [] and not p["changed"]
+
+
+def test_balancer_without_ipv4_addresses_is_a_problem():
+    p = plan("server { listen 80;\n  set_real_ip_from 10.20.0.2;\n}\n", {"route": ROUTE})
+    assert not p["ipv6_upstream_ok"] and "IPv4 addresses are unknown" in p["problems"][0]
+
+
 def test_unreadable_file_is_a_problem():
     p = plan("server { listen 80;\n  allow 10.20.0.2\n}\n")
     assert not p["ipv6_upstream_ok"] and "grammar" in p["problems"][0]
