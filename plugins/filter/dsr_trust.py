@@ -86,8 +86,11 @@ Output of dsr_trust_plan
               IPv6 twin, None), action (add|present|none|problem), context:
               {block, key (geo), real_ip_header, realip_trusts_balancer},
               added: [twin lines] when action is add}],
-   "gunicorn": [{unit, value, before, source}]  (only services that change;
-              value is the new forwarded_allow_ips, written by dsr_gunicorn),
+   "gunicorn": [{unit, value, before, add, source}]  (only services that
+              change; value is the new forwarded_allow_ips, written by
+              dsr_gunicorn; add: the entries appended to the current value,
+              to append in turn to the value a bind plan computes when
+              that plan changes forwarded_allow_ips too),
    "problems": [...], "notes": [...], "changed": bool,
    "ipv6_upstream_ok": bool (False when any problem: keep the IPv4 upstream)}
 With problems, `files` still carries the twins that could be planned: they
@@ -607,7 +610,7 @@ def _gunicorn(services, lbs, where):
                     continue
                 new.append(c)
         if new != items:
-            out.append({"unit": unit, "value": ",".join(new), "before": current,
+            out.append({"unit": unit, "value": ",".join(new), "before": current, "add": new[len(items):],
                         "source": svc.get("forwarded_allow_ips_source")})
     return out, problems, notes
 

@@ -203,6 +203,12 @@ def test_gunicorn_values(value, version, expected):
     assert p["ipv6_upstream_ok"]
 
 
+def test_gunicorn_item_fields():
+    p = trust_plan({}, LB, [svc(None, "19.9.0"), svc("127.0.0.1,10.20.0.2", "19.9.0", unit="b.service")])
+    assert p["gunicorn"] == [{"unit": "b.service", "value": "127.0.0.1,10.20.0.2,fd42:d5a:30::2",
+                              "before": "127.0.0.1,10.20.0.2", "add": ["fd42:d5a:30::2"], "source": "cli"}]
+
+
 def test_gunicorn_unknown_version_adds_single_addresses_only():
     p = trust_plan({}, LB, [svc("10.20.0.2", "27.0.1", version_known=False)])
     assert p["gunicorn"][0]["value"] == "10.20.0.2,fd42:d5a:30::2"
