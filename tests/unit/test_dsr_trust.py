@@ -240,3 +240,56 @@ def test_trust_rules_before_and_after():
     assert [(r["value"], r["both"]) for r in after if r["directive"] != "deny"] == [
         ("10.20.0.2", True), ("fd42:d5a:30::2", True), ("203.0.113.0/24", False),
         ("10.20.0.0/16", True), ("fd42:d5a:30::/64", True)]
+
+
+# -- gunicorn itself, serving requests from the balancer --------------------------------
+
+SERVE = r'''
+import http.client, json, os, subprocess, sys, time
+job = json.load(sys.stdin)
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+for a in ("10.20.0.2", "10.20.0.11", "fd42:d5a:30::2", "fd42:d5a:30::11"):
+    subprocess.run(["ip", "addr", "add", a, "dev", "lo"] + (["nodad"] if ":" in a else []), check=True)
+out = {}
+for name, value in job["values"].items():
+    g = subprocess.Popen([sys.executable, "-m", "gunicorn.app.wsgiapp", "-b", "10.20.0.11:8000",
+                          "-b", "[fd42:d5a:30::11]:8000", "--forwarded-allow-ips", value, "app:app"],
+                         cwd=job["dir"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for src, dst in (("10.20.0.2", "10.20.0.11"), ("fd42:d5a:30::2", "fd42:d5a:30::11")):
+            for _ in range(100):
+                try:
+                    c = http.client.HTTPConnection(dst, 8000, timeout=5, source_address=(src, 0))
+                    c.request("GET", "/", headers={"X-Forwarded-Proto": "https"})
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            out["%s from %s" % (name, src)] = c.getresponse().read().decode()
+    finally:
+        g.terminate()
+        g.wait()
+print(json.dumps(out))
+'''
+
+APP = "def app(environ, start_response):\n" \
+      "    start_response('200 OK', [('Content-Type', 'text/plain')])\n" \
+      "    return [environ['wsgi.url_scheme'].encode()]\n"
+
+
+@pytest.mark.parametrize("version,current", [("19.9.0", "10.20.0.2"), ("27.0.1", "10.20.0.0/24")])
+def test_gunicorn_sees_https_from_the_balancers_ipv6_source(version, current, tmp_path):
+    import subprocess
+    import sys
+    from test_gunicorn_services_oracle import oracle_paths
+    if subprocess.run(["unshare", "--net", "true"], capture_output=True).returncode != 0:
+        pytest.skip("unshare --net is not permitted here")
+    value = trust_plan({}, LB, [svc(current, version)])["gunicorn"][0]["value"]
+    (tmp_path / "app.py").write_text(APP)
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": ":".join(oracle_paths(version))}
+    r = subprocess.run(["unshare", "--net", sys.executable, "-c", SERVE], capture_output=True, text=True, env=env,
+                       input=json.dumps({"dir": str(tmp_path), "values": {"before": current, "after": value}}),
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {
+        "before from 10.20.0.2": "https", "before from fd42:d5a:30::2": "http",  # the issue: scheme lost over IPv6
+        "after from 10.20.0.2": "https", "after from fd42:d5a:30::2": "https"}
