@@ -152,7 +152,10 @@ def route_get(text):
     if "RTNETLINK answers" in s or s.startswith("Error"):
         raise TrustError("ip route get failed on the balancer: %s" % s.splitlines()[0])
     if s[0] in "[{":
-        data = json.loads(s)
+        try:
+            data = json.loads(s)
+        except ValueError as e:
+            raise TrustError("ip -j route get printed invalid JSON (%s)" % e)
         r = data[0] if isinstance(data, list) and data else data
         out = {"type": r.get("type", "unicast"), "dst": r.get("dst"), "src": r.get("prefsrc"),
                "dev": r.get("dev"), "via": r.get("gateway")}
@@ -190,20 +193,25 @@ def route_source(text):
 
 
 def _balancers(balancer):
-    """-> [{name, ipv4: [..], ipv6: S or None, counterpart_net: prefix or None, why: reason S is unknown}]."""
+    """-> [{name, ipv4: [..], ipv6: S or None, prefix: S's on-link network or None,
+    why: the reason S is unknown, why4: the reason route4 could not be read}]."""
     out = []
     for b in (balancer if isinstance(balancer, (list, tuple)) else [balancer or {}]):
         links = ip_addresses(b.get("addresses"))
         ipv4 = [str(ipaddress.IPv4Address(a)) for a in (b.get("ipv4") or [])]
+        why4 = None
         if b.get("route4"):
-            src4 = route_source(b["route4"])
-            if src4 not in ipv4:
-                ipv4.insert(0, src4)
-        if not ipv4:
+            try:
+                src4 = route_source(b["route4"])
+                if src4 not in ipv4:
+                    ipv4.insert(0, src4)
+            except TrustError as e:
+                why4 = str(e)
+        if not ipv4 and not why4:
             ipv4 = [a["local"] for link in links for a in link["addr_info"]
                     if a["family"] == "inet" and a["scope"] == "global" and usable(a)]
         item = {"name": b.get("name") or (ipv4[0] if ipv4 else "balancer"), "ipv4": ipv4, "ipv6": None,
-                "prefix": None, "why": None}
+                "prefix": None, "why": None, "why4": why4}
         try:
             src = route_source(b.get("route"))
             if ipaddress.ip_address(src).version != 6:
@@ -620,7 +628,10 @@ def trust_plan(files, balancer, services=None, ctx=None):
     p = _Plan(files or [], balancer, ctx)
     p.run()
     for b in p.lbs:
-        if not b["ipv4"]:
+        if b["why4"]:
+            p.problems.append("%sthe balancer %s: its IPv4 source toward this host is unknown (%s)"
+                              % (p.where, b["name"], b["why4"]))
+        elif not b["ipv4"]:
             p.problems.append("%sthe balancer %s: its IPv4 addresses are unknown, so the rules that trust it cannot "
                               "be found; give its `ip -o addr show` output, `ipv4` or `route4`" % (p.where, b["name"]))
     gunicorn, gproblems, gnotes = _gunicorn(services, p.lbs, p.where)

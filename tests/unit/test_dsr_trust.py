@@ -164,6 +164,14 @@ def test_files_list_input_and_not_utf8():
     assert "not UTF-8" in p["problems"][0] and "set_real_ip_from fd42:d5a:30::2;" in p["problems"][0]
 
 
+def test_unreadable_route4_is_a_problem_not_a_guess():
+    p = plan("server { listen 80;\n  set_real_ip_from 10.20.0.2;\n}\n",
+             dict(LB, route4="RTNETLINK answers: Network is unreachable"))
+    assert not p["ipv6_upstream_ok"] and "IPv4 source toward this host is unknown" in p["problems"][0]
+    with pytest.raises(TrustError):
+        route_source("[{not json")
+
+
 def test_map_entries_are_not_rules():
     p = plan("map $x $y {\n  allow 10.20.0.2;\n}\nserver { listen 80; }\n")
     assert p["rules"] == [] and not p["changed"]
