@@ -711,10 +711,13 @@ def _nft_rule(rule, family, parsed, port):
         elif "limit" in e or "quota" in e:
             cond = c_and(cond, SOMETIMES)
         elif "xt" in e:
-            if e["xt"].get("type") == "target":
-                out.append((cond, _IPT_VERDICTS.get(e["xt"].get("name")), None))
+            # nft before 1.0 prints an iptables-nft extension it cannot show
+            # as {"xt": null}: an opaque match, never a verdict.
+            xt = e["xt"] or {}
+            if xt.get("type") == "target":
+                out.append((cond, _IPT_VERDICTS.get(xt.get("name")), None))
                 return out
-            cond = c_and(cond, c_opaque("xt " + str(e["xt"].get("name"))))
+            cond = c_and(cond, c_opaque("xt " + str(xt.get("name"))))
         elif "vmap" in e:
             key = e["vmap"]["key"]
             for el in _nft_elems(e["vmap"]["data"], parsed["sets"], table):
@@ -770,7 +773,7 @@ def _nft_show(x):
             if k in x:
                 return k
         if "xt" in x:
-            return "xt %s %s" % (x["xt"].get("type"), x["xt"].get("name"))
+            return "xt %s %s" % ((x["xt"] or {}).get("type"), (x["xt"] or {}).get("name"))
         return ""
     if isinstance(x, list):
         if len(x) == 2 and isinstance(x[1], dict):  # map element
