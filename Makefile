@@ -16,11 +16,11 @@ export MOLECULE_GLOB := molecule/*/molecule.yml
 # Molecule scenarios run by `make test`, in order. Those in LEGACY_SCENARIOS
 # run under the ansible-core 2.16 controller (.venv-legacy), the others
 # under the newest.
-SCENARIOS ?= baseline default fleet legacy
+SCENARIOS ?= baseline default contract fleet legacy
 LEGACY_SCENARIOS := legacy
 LEGACY_VENV ?= .venv-legacy
 
-.PHONY: help venv docker images lint unit molecule test scenario clean demo demo-clean audit
+.PHONY: help venv docker tools images lint unit molecule test scenario clean demo demo-clean audit
 
 help:
 	@echo "make demo              set up everything, start a sandbox fleet, audit, roll out, audit again"
@@ -50,6 +50,10 @@ docker:
 	@echo "== Docker engine"
 	scripts/ensure-docker.sh
 
+tools:
+	@echo "== tools the unit tests hand their output to (nginx -t)"
+	scripts/ensure-test-tools.sh
+
 images: docker
 	@echo "== test host images"
 	scripts/build-images.sh
@@ -60,7 +64,7 @@ lint: venv
 	@echo "== ansible-lint (production profile)"
 	ansible-lint
 
-unit: venv
+unit: venv tools
 	@echo "== unit tests"
 	pytest
 
