@@ -33,10 +33,14 @@ WRONG = {
     "dsr-c-portenv": ["portapp.service", "0.0.0.0:8010"],
     "dsr-c-wrapper": ["wrapapp.service"],
     "dsr-c-nginxstale": ["8081"],
+    # an IPv4 allow-list against an IPv6 blocklist is a widening
+    "dsr-c-blocklist": ["port 8000", "dsr_exposure_accept"],
 }
-RUN = ["dsr-c-stopped", "dsr-c-ipv6off", "dsr-c-sabotage"]
+RUN = ["dsr-c-stopped", "dsr-c-ipv6off", "dsr-c-sabotage", "dsr-c-forms"]
+FORMS = {"appt@8002.service": 8002, "appo.service": 8003, "appc.service": 8004}
 ALL = RUN + list(WRONG)
-UNITS = ["webapp.service", "idle.service", "nginx.service", "portapp.service", "wrapapp.service"]
+UNITS = ["webapp.service", "idle.service", "nginx.service", "portapp.service", "wrapapp.service",
+         "appt@8002.service", "appo.service", "appc.service"]
 WATCHED = "/etc/nginx /etc/systemd/system /etc/sysctl.d /etc/sandbox-app /etc/default"
 MARKER = "/var/tmp/gunicorn-start.executed"
 KERNEL = ["net.ipv6.bindv6only", "net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6",
@@ -75,15 +79,16 @@ def snapshot(name):
     return {"files": fingerprint(name), "run": run_states(name), "kernel": kernel(name)}
 
 
-def restorable(state):
+def restorable(state, before):
     """The state a restore must give back. `all.disable_ipv6` is left out
-    when the interfaces had other values than `all` (Docker's IPv6
+    when the interfaces had other values than `all` before (Docker's IPv6
     networks: all=1, eth0=0, lo=0): writing it would switch them off again,
     so the restore writes the interfaces one by one and says so."""
     kernel = dict(state["kernel"])
-    ifaces = [v for k, v in kernel.items() if k.endswith(".disable_ipv6") and ".all." not in k and ".default." not in k]
-    if any(v != kernel["net.ipv6.conf.all.disable_ipv6"] for v in ifaces):
-        del kernel["net.ipv6.conf.all.disable_ipv6"]
+    was = before["kernel"]
+    ifaces = [v for k, v in was.items() if k.endswith(".disable_ipv6") and ".all." not in k and ".default." not in k]
+    if any(v != was["net.ipv6.conf.all.disable_ipv6"] for v in ifaces):
+        kernel.pop("net.ipv6.conf.all.disable_ipv6", None)
     return dict(state, kernel=kernel)
 
 
@@ -135,6 +140,8 @@ def test_01_before():
     assert not host("dsr-c-wrapper").file(MARKER).exists
     for h in RUN + ["dsr-c-portenv"]:
         assert serves_ipv4_from_peer(h, 8010 if h == "dsr-c-portenv" else 8000), h
+    for unit, port in FORMS.items():
+        assert serves_ipv4_from_peer("dsr-c-forms", port) and not dual("dsr-c-forms", port), unit
 
 
 def test_02_read_only_phases_execute_nothing(tmp_path):
@@ -171,8 +178,9 @@ def test_04_rollout_leaves_stopped_services_stopped_and_restores_failed_hosts():
     assert entries["dsr-c-ipv6off"]["result"] == "failed"
     assert "has no global IPv6 address" in entries["dsr-c-ipv6off"]["error"], entries["dsr-c-ipv6off"]
     # The IPv6-off host had every interface off: `all` restores them all.
-    assert restorable(STATE["before"]["dsr-c-ipv6off"])["kernel"] == STATE["before"]["dsr-c-ipv6off"]["kernel"]
-    assert "stays as it is: writing it would set every interface" in out
+    off = STATE["before"]["dsr-c-ipv6off"]
+    assert restorable(off, off)["kernel"] == off["kernel"]
+    assert "stays as it is: writing it would set every interface" in " ".join(out.split())
     assert entries["dsr-c-sabotage"]["result"] == "failed"
     assert "no longer listens on 0.0.0.0:8000" in entries["dsr-c-sabotage"]["error"], entries["dsr-c-sabotage"]
 
@@ -190,9 +198,29 @@ def test_05_the_migrated_host_kept_its_stopped_services_stopped():
     assert serves_ipv4_from_peer("dsr-c-stopped")
 
 
+def test_05b_the_forms_discovery_reads_went_dual_stack():
+    """A template (%i), a bind only in override.conf, options after the app
+    module, ./gunicorn.conf.py, and a TLS listen from an included snippet."""
+    h = host("dsr-c-forms")
+    six = addresses(h)["ipv6"][0]
+    for unit, port in FORMS.items():
+        assert dual("dsr-c-forms", port), unit
+        assert http_get(host(PEER), url(six, port)).status == 200, unit
+        assert serves_ipv4_from_peer("dsr-c-forms", port), unit
+    # The tool's drop-in sorts after override.conf, and systemd says it won.
+    show = h.check_output("systemctl show -p ExecStart appo.service")
+    assert "[::]:8003" in show, show
+    # nginx's TLS twin went into the snippet, under the IPv4 listen.
+    assert h.file("/etc/nginx/snippets/tls-listen.conf").content_string == "listen 8443 ssl;\nlisten [::]:8443 ssl;\n"
+    assert dual("dsr-c-forms", 8443)
+    r = h.run("curl -sk -o /dev/null -w '%%{http_code}' https://[%s]:8443/" % six)
+    assert r.stdout == "200", r.stdout
+
+
 @pytest.mark.parametrize("name", ["dsr-c-ipv6off", "dsr-c-sabotage"])
 def test_06_failed_hosts_are_back_exactly_as_before(name):
-    assert restorable(snapshot(name)) == restorable(STATE["before"][name])
+    before = STATE["before"][name]
+    assert restorable(snapshot(name), before) == restorable(before, before)
     assert serves_ipv4_from_peer(name)
     assert not dual(name)
 
@@ -202,7 +230,8 @@ def test_07_rollback_puts_every_run_state_and_kernel_value_back():
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-3000:]
     for h in RUN:
-        assert restorable(snapshot(h)) == restorable(STATE["before"][h]), h
+        before = STATE["before"][h]
+        assert restorable(snapshot(h), before) == restorable(before, before), h
         assert serves_ipv4_from_peer(h), h
     # A second rollback changes nothing.
     r = playbook("rollback.yml", "--limit", ",".join(RUN))
