@@ -87,3 +87,38 @@ def app_host(host):
     if "app_hosts" not in group_names(host):
         pytest.skip("not an app host")
     return host
+
+
+# --- driving the entry points (scenarios whose tests run the playbooks) -----
+
+ROOT = os.environ.get("MOLECULE_PROJECT_DIRECTORY") or os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+WATCHED = "/etc/nginx /etc/systemd/system /etc/sysctl.d /etc/sandbox-app /etc/default"
+
+
+def docker_host(name):
+    return testinfra.get_host("docker://" + name)
+
+
+def fingerprint(name, watched=WATCHED):
+    """sha256, mode and owner of every file under the watched directories of a host."""
+    return docker_host(name).check_output(
+        "for d in %s; do [ -d $d ] && find $d \\( -type f -o -type l \\) -print; done | sort | "
+        "while read f; do printf '%%s %%s\\n' \"$(stat -c '%%a %%U:%%G %%F' \"$f\")\" "
+        "\"$(sha256sum < \"$f\" 2>/dev/null | cut -c1-64)  $f\"; done" % watched)
+
+
+def run_playbook(journal, name, *args):
+    """ansible-playbook NAME against Molecule's inventory, journal in `journal`;
+    the output is kept there too, numbered, for the failure report."""
+    import subprocess
+    import sys
+    inventory = os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"])
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_FORCE_COLOR="0")
+    cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", inventory,
+           os.path.join(ROOT, name), "-e", "dsr_journal_dir=%s" % journal] + list(args)
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=1800)
+    log = os.path.join(journal, "%s-%d.log" % (os.path.basename(name), len(os.listdir(journal))))
+    with open(log, "w") as f:
+        f.write(r.stdout + r.stderr)
+    return r

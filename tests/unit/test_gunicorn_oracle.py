@@ -26,6 +26,7 @@ import pytest
 
 from dsr_binds import bind_plan
 import dsr_gunicorn as g
+from systemd_dump import unquote_dump as _unquote_dump
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CACHE = os.path.join(ROOT, ".cache")
@@ -159,43 +160,6 @@ def gunicorn_read(version, cases):
 
 def have_systemd_analyze():
     return shutil.which("systemd-analyze") is not None
-
-
-def _unquote_dump(line):
-    """Words of systemd's quoted dump of a command line (shell_maybe_quote + cescape)."""
-    words, i, n = [], 0, len(line)
-    simple = {"n": "\n", "t": "\t", "r": "\r", "a": "\a", "b": "\b", "f": "\f", "v": "\v"}
-    while i < n:
-        while i < n and line[i] == " ":
-            i += 1
-        if i >= n:
-            break
-        w = []
-        if line[i] == '"':
-            i += 1
-            while line[i] != '"':
-                c = line[i]
-                if c == "\\":
-                    e = line[i + 1]
-                    if e in simple:
-                        w.append(simple[e])
-                        i += 2
-                    elif e == "x":
-                        w.append(chr(int(line[i + 2:i + 4], 16)))
-                        i += 4
-                    else:
-                        w.append(e)
-                        i += 2
-                else:
-                    w.append(c)
-                    i += 1
-            i += 1
-        else:
-            while i < n and line[i] != " ":
-                w.append(line[i])
-                i += 1
-        words.append("".join(w))
-    return words
 
 
 def systemd_units(unit_dir, names):

@@ -12,34 +12,8 @@ import subprocess
 import pytest
 
 import gunicorn_services as gs
+from systemd_dump import unquote_dump as _dump_words
 from test_gunicorn_services_corpus import case_names, check_case, read_case
-
-
-def _dump_words(line):
-    """Words of systemd's quoted command line dump (quote_command_line: "..." with backslash escapes)."""
-    words, i, n = [], 0, len(line)
-    esc = {"n": "\n", "t": "\t", "r": "\r"}
-    while i < n:
-        if line[i] == " ":
-            i += 1
-            continue
-        w = []
-        if line[i] == '"':
-            i += 1
-            while i < n and line[i] != '"':
-                if line[i] == "\\" and i + 1 < n:
-                    w.append(esc.get(line[i + 1], line[i + 1]))
-                    i += 2
-                else:
-                    w.append(line[i])
-                    i += 1
-            i += 1
-        else:
-            while i < n and line[i] != " ":
-                w.append(line[i])
-                i += 1
-        words.append("".join(w))
-    return words
 
 
 def systemd_dump(paths):

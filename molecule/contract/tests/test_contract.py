@@ -17,16 +17,11 @@ real entry points with ansible-playbook:
 """
 import os
 import re
-import subprocess
-import sys
 
 import pytest
-import testinfra
 
-from conftest import addresses, http_get, url
+from conftest import addresses, docker_host, fingerprint, http_get, run_playbook, url
 
-ROOT = os.environ.get("MOLECULE_PROJECT_DIRECTORY") or os.path.abspath(
-    os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 PEER = "dsr-c-peer"
 WRONG = {
     # host: what the message must name (the unit and its real socket)
@@ -41,7 +36,6 @@ FORMS = {"appt@8002.service": 8002, "appo.service": 8003, "appc.service": 8004}
 ALL = RUN + list(WRONG)
 UNITS = ["webapp.service", "idle.service", "nginx.service", "portapp.service", "wrapapp.service",
          "appt@8002.service", "appo.service", "appc.service"]
-WATCHED = "/etc/nginx /etc/systemd/system /etc/sysctl.d /etc/sandbox-app /etc/default"
 MARKER = "/var/tmp/gunicorn-start.executed"
 KERNEL = ["net.ipv6.bindv6only", "net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6",
           "net.ipv6.conf.lo.disable_ipv6", "net.ipv6.conf.eth0.disable_ipv6"]
@@ -49,15 +43,7 @@ STATE = {}
 
 
 def host(name):
-    return testinfra.get_host("docker://" + name)
-
-
-def fingerprint(name):
-    """sha256, mode and owner of every file under the watched directories."""
-    return host(name).check_output(
-        "for d in %s; do [ -d $d ] && find $d \\( -type f -o -type l \\) -print; done | sort | "
-        "while read f; do printf '%%s %%s\\n' \"$(stat -c '%%a %%U:%%G %%F' \"$f\")\" "
-        "\"$(sha256sum < \"$f\" 2>/dev/null | cut -c1-64)  $f\"; done" % WATCHED)
+    return docker_host(name)
 
 
 def run_states(name):
@@ -93,16 +79,7 @@ def restorable(state, before):
 
 
 def playbook(name, *args):
-    inventory = os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"])
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-               ANSIBLE_FORCE_COLOR="0")
-    cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", inventory,
-           os.path.join(ROOT, name), "-e", "dsr_journal_dir=%s" % STATE["journal"]] + list(args)
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=1800)
-    log = os.path.join(STATE["journal"], "%s-%d.log" % (os.path.basename(name), len(os.listdir(STATE["journal"]))))
-    with open(log, "w") as f:
-        f.write(r.stdout + r.stderr)
-    return r
+    return run_playbook(STATE["journal"], name, *args)
 
 
 def journal_entries():

@@ -21,45 +21,22 @@ ansible-playbook against Molecule's inventory:
 import json
 import os
 import re
-import subprocess
-import sys
 
 import pytest
-import testinfra
 
-from conftest import addresses, http_get, url
+from conftest import addresses, docker_host, fingerprint, http_get, run_playbook, url
 
-ROOT = os.environ.get("MOLECULE_PROJECT_DIRECTORY") or os.path.abspath(
-    os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 APPS = ["dsr-app%d" % i for i in range(1, 7)]
 LB = "dsr-lb"
-WATCHED = "/etc/nginx /etc/systemd/system /etc/sysctl.d /etc/sandbox-app /etc/default"
 STATE = {}
 
 
 def host(name):
-    return testinfra.get_host("docker://" + name)
-
-
-def fingerprint(name):
-    """sha256, mode and owner of every file under the watched directories."""
-    return host(name).check_output(
-        "for d in %s; do [ -d $d ] && find $d \\( -type f -o -type l \\) -print; done | sort | "
-        "while read f; do printf '%%s %%s\\n' \"$(stat -c '%%a %%U:%%G %%F' \"$f\")\" "
-        "\"$(sha256sum < \"$f\" 2>/dev/null | cut -c1-64)  $f\"; done" % WATCHED)
+    return docker_host(name)
 
 
 def playbook(name, *args):
-    inventory = os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"])
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-               ANSIBLE_FORCE_COLOR="0")
-    cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", inventory,
-           os.path.join(ROOT, name), "-e", "dsr_journal_dir=%s" % STATE["journal"]] + list(args)
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=1800)
-    log = os.path.join(STATE["journal"], "%s-%d.log" % (os.path.basename(name), len(os.listdir(STATE["journal"]))))
-    with open(log, "w") as f:
-        f.write(r.stdout + r.stderr)
-    return r
+    return run_playbook(STATE["journal"], name, *args)
 
 
 def recap(output):
