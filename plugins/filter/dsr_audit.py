@@ -90,6 +90,13 @@ def audit_host(h):
         # `owner` (dsr_listener_owners) tells supervisord's programs apart;
         # the cgroup unit alone would give them all to supervisord.
         own = [l for l in listeners if l.get("owner", l.get("unit")) == unit]
+        cg = svc.get("cgroup_unit")
+        if not own and svc.get("manager") == "supervisor" and cg:
+            # Sockets only known as supervisord's (processes root may not
+            # inspect): the ones on this program's ports.
+            ports = set(int(m) for b in svc.get("binds") or [] for m in re.findall(r":(\d+)$", b))
+            own = [l for l in listeners if l.get("owner") == cg and l["port"] in ports]
+            managed_units.add(cg)
         if svc.get("active") is False:
             row["services"].append({"unit": unit, "binds": svc.get("binds") or [], "families": "stopped",
                                     "listeners": [], "version": svc.get("version")})

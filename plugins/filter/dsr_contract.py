@@ -90,6 +90,13 @@ def owner_of(listener, services, table=None):
     names = [p["name"] for p in listener.get("processes") or []]
     if not unit and names and all(n == "nginx" for n in names):
         return NGINX
+    # ss shows no process for a socket whose processes root may not inspect
+    # (a supervisord program that dropped privileges is not dumpable, and a
+    # container without CAP_SYS_PTRACE cannot read its fds): the socket is
+    # known to be supervisord's, not which program's.
+    if unit and not pids and any(s.get("manager") == "supervisor" and s.get("cgroup_unit") == unit
+                                 for s in services or []):
+        return unit
     return None
 
 
@@ -262,8 +269,31 @@ def live_mismatches(services, listeners, nginx_plan=None, nginx_active=False, ss
     where = "host %s: " % host if host else ""
     problems = []
     unix_paths = None
+    # supervisord programs whose sockets could only be given to supervisord
+    # itself (see owner_of): judged together, per supervisord.
+    groups = {}
+    for svc in services or []:
+        cg = svc.get("cgroup_unit")
+        if svc.get("manager") == "supervisor" and cg and any(l.get("owner") == cg for l in listeners):
+            groups.setdefault(cg, []).append(svc)
+    for cg, members in sorted(groups.items()):
+        try:
+            believed = set().union(*[believed_tcp(m.get("binds") or ["127.0.0.1:8000"], resolved) for m in members])
+        except AnsibleFilterError as e:
+            problems.append("%s%s: %s" % (where, cg, e))
+            continue
+        held = set((l["address"], l["port"]) for l in listeners if l.get("owner") in [cg] + [m["unit"] for m in members])
+        if believed != held and held != _original(original, cg):
+            problems.append(
+                "%sthe plan believes the programs of %s (%s) listen on %s; they listen on %s (ss)"
+                % (where, cg, ", ".join(m["unit"] for m in members),
+                   ", ".join(_fmt(a, p) for a, p in sorted(believed)) or "nothing",
+                   ", ".join(_fmt(a, p) for a, p in sorted(held)) or "nothing"))
+    grouped = set(m["unit"] for ms in groups.values() for m in ms)
     for svc in services or []:
         unit = svc["unit"]
+        if unit in grouped:
+            continue
         try:
             believed = believed_tcp(svc.get("binds") or ["127.0.0.1:8000"], resolved)
         except AnsibleFilterError as e:
@@ -330,6 +360,13 @@ def pending(services, listeners, nginx_plan=None, nginx_active=False, resolved=N
         try:
             believed = believed_tcp(svc.get("binds") or ["127.0.0.1:8000"], resolved)
         except AnsibleFilterError:
+            continue
+        owners = [svc["unit"]]
+        if svc.get("manager") == "supervisor" and svc.get("cgroup_unit"):
+            owners.append(svc["cgroup_unit"])  # its sockets given to supervisord (owner_of)
+            held = set((l["address"], l["port"]) for l in listeners if l.get("owner") in owners)
+            if not believed <= held:
+                out["services"].append(svc["unit"])
             continue
         held = set((l["address"], l["port"]) for l in listeners if l.get("owner") == svc["unit"])
         if believed != held:

@@ -288,3 +288,28 @@ def test_pending_nginx_reload():
     assert c.pending([], owned(), plan, nginx_active=True)["nginx"] is True
     after = SS_BEFORE + '\nLISTEN 0 511 [::]:80 [::]:* users:(("nginx",pid=38,fd=6)) ' + CG + "nginx.service v6only:1"
     assert c.pending([], owned(after), plan, nginx_active=True)["nginx"] is False
+
+
+def test_supervisord_programs_whose_processes_root_cannot_see_are_judged_together():
+    # user= programs drop privileges: not dumpable, so ss (without
+    # CAP_SYS_PTRACE) shows their sockets with a cgroup and no process.
+    text = "\n".join([
+        "LISTEN 0 2048 0.0.0.0:8000 0.0.0.0:* uid:997 ino:1 sk:1 " + CG + "supervisor.service <->",
+        "LISTEN 0 2048 0.0.0.0:8001 0.0.0.0:* uid:997 ino:2 sk:2 " + CG + "supervisor.service <->"])
+    progs = [{"unit": "supervisor:webapp", "manager": "supervisor", "cgroup_unit": "supervisor.service",
+              "binds": ["0.0.0.0:8000"], "pid": 594},
+             {"unit": "supervisor:api", "manager": "supervisor", "cgroup_unit": "supervisor.service",
+              "binds": ["0.0.0.0:8001"], "pid": 612}]
+    ls = c.listener_owners(parse_ss(text, NEW), progs, "594 32\n612 32\n32 1")
+    assert [l["owner"] for l in ls] == ["supervisor.service", "supervisor.service"]
+    assert c.live_mismatches(progs, ls) == []
+    assert c.pending(progs, ls)["services"] == []
+    wrong = [dict(progs[0], binds=["127.0.0.1:8000"]), progs[1]]
+    assert c.live_mismatches(wrong, ls) == [
+        "the plan believes the programs of supervisor.service (supervisor:webapp, supervisor:api) listen on "
+        "0.0.0.0:8001, 127.0.0.1:8000; they listen on 0.0.0.0:8000, 0.0.0.0:8001 (ss)"]
+    # Nothing lost, and twins, by the same owner label before and after.
+    before = c.owned_summary(ls)
+    assert before == ["0.0.0.0:8000 supervisor.service", "0.0.0.0:8001 supervisor.service"]
+    after = before + ["[::]:8000 v6only=1 supervisor.service", "[::]:8001 v6only=1 supervisor.service"]
+    assert c.contract_problems(before, after) == []
