@@ -573,7 +573,7 @@ def service_recipe(svc, how="restart"):
     back onto restored files (`restart` for gunicorn, whose binds change
     only on a full restart; `reload` or `restart` for nginx)."""
     return {"unit": svc["unit"], "name": svc.get("name") or svc["unit"], "manager": svc.get("manager", "systemd"),
-            "restart": how}
+            "cgroup_unit": svc.get("cgroup_unit"), "restart": how}
 
 
 def with_run_states(recipes, states):
