@@ -110,7 +110,14 @@ def test_snapshot_is_owner_only_with_manifest(app_host):
     assert d.is_directory and d.mode == 0o700
     manifest = json.loads(app_host.file("/var/lib/dualstack-rollout/snapshot/manifest.json").content_string)
     assert SYSCTL_FILE in manifest["files"]
-    assert manifest["data"]["kernel"]["net.ipv6.bindv6only"] in ("0", "1")
+    # The host as it was before the first change: kernel values at run time,
+    # what it listened on (with owners), how each service ran.
+    before = manifest["data"]["before"]
+    assert before["kernel"]["net.ipv6.bindv6only"] in ("0", "1")
+    assert "net.ipv6.conf.lo.disable_ipv6" in before["kernel"]
+    assert any(x.endswith(" webapp.service") for x in before["listeners"]), before["listeners"]
+    webapp = [s for s in before["services"] if s["unit"] == "webapp.service"][0]
+    assert webapp["active"] and webapp["restart"] == "restart"
     for path, entry in manifest["files"].items():
         if entry["existed"]:
             stored = app_host.file(entry["stored"])

@@ -192,8 +192,9 @@ def test_02_rollout_stops_at_the_faulty_wave_and_restores_that_host():
     assert j3["wave"] == 2 and j3["result"] == "failed" and j3["error"]
     j1 = json.load(open(os.path.join(STATE["run1"], "dsr-app1.json")))
     assert j1["wave"] == 1 and j1["result"] == "migrated"
-    assert any(x.endswith(" dual") or x.endswith(" ipv6") for x in j1["listeners_after"])
-    assert all(x.endswith("ipv4") for x in j1["listeners_before"])
+    # "ADDR:PORT [v6only=N] OWNER": IPv6 sockets after, IPv4 only before, each with its owner
+    assert any(x.startswith("[::]:8000 ") and x.endswith(" webapp.service") for x in j1["listeners_after"])
+    assert j1["listeners_before"] and all(not x.startswith("[") for x in j1["listeners_before"])
     assert oct(os.stat(os.path.join(STATE["run1"], "dsr-app1.json")).st_mode & 0o777) == "0o600"
 
 
