@@ -15,9 +15,9 @@ description:
   - C(state=acquired) takes the lock for I(holder) when the file is absent, already holds this
     run, or still holds the run I(replace) names (the holder the controller judged gone, or
     that the operator broke). Any other holder means another run took the lock since it was
-    read: the module fails and names it.
+    read, so the module fails and names it.
   - C(state=released) removes the file when it holds this run, and leaves any other holder's.
-  - Supports check mode (reports what it would do, writes nothing).
+  - Supports check mode; it reports what it would do and writes nothing.
 options:
   path:
     description: The lock file.
