@@ -27,6 +27,8 @@ TABLE = [
      ["host app1", "dsr_accept_no_global_ipv6 must be true or false", "'yes'"]),
     ("test hook not a boolean", {"app2": {"dsr_test_sabotage": 1}}, None, None,
      ["host app2", "dsr_test_sabotage must be true or false"]),
+    ("lock time to live not seconds", {"app1": {"dsr_lock_ttl": "2h"}}, None, None,
+     ["host app1", "dsr_lock_ttl '2h' is not a number of seconds above 0"]),
     ("port list of the wrong type", {"app1": {"listener_verify__nginx_ports": ["http"]}}, None, None,
      ["host app1", "listener_verify__nginx_ports"]),
     ("unknown bindv6only policy", {"app2": {"ipv6_kernel__bindv6only": "maybe"}}, None, None,
