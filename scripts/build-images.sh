@@ -8,14 +8,38 @@
 #        `legacy` is Debian 11 with Python 2.7 and the fleet's pinned wheels
 #        (gunicorn 19.9.0, gevent 1.3.5, Flask 1.1.1): images/packages-legacy.txt,
 #        images/wheels-legacy.txt.
-# Env:   DSR_MIRROR   Debian mirror (default http://deb.debian.org/debian)
+# Env:   DSR_MIRROR   Debian mirror (default: the first Debian archive of this
+#                     machine's apt configuration; the repository names none)
 #        DSR_IMAGE    image repository (default dualstack-rollout/debian)
 #        DSR_CA_BUNDLE  extra CA bundle to install in the image (for TLS-
 #                       intercepting proxies); default: none
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-mirror=${DSR_MIRROR:-http://deb.debian.org/debian}
+# The machine's own Debian archive: deb822 .sources stanzas (Debian 12 and
+# later) or one-line `deb URI SUITE ...` entries, security suites left out.
+apt_mirror() {
+  local f
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -f "$f" ] || continue
+    awk 'BEGIN { RS=""; FS="\n" }
+         { uris=""; suites=""; types=""
+           for (i = 1; i <= NF; i++) {
+             if ($i ~ /^URIs:/) { uris = $i; sub(/^URIs:[ \t]*/, "", uris) }
+             if ($i ~ /^Suites:/) suites = $i
+             if ($i ~ /^Types:/) types = $i }
+           if (types ~ /(^|[ \t])deb([ \t]|$)/ && suites !~ /-security/ && uris != "") { split(uris, u, /[ \t]+/); print u[1]; exit } }' "$f"
+  done
+  cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
+    | awk '$1 == "deb" { i = 2; if ($2 ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
+                         if ($(i + 1) !~ /-security/) { print $i; exit } }'
+}
+mirror=${DSR_MIRROR:-$(apt_mirror | head -1)}
+mirror=${mirror%/}
+if [ -z "$mirror" ]; then
+  echo "no Debian archive found in this machine's apt configuration (/etc/apt/sources.list*): set DSR_MIRROR" >&2
+  exit 1
+fi
 repo=${DSR_IMAGE:-dualstack-rollout/debian}
 suites=("$@")
 [ ${#suites[@]} -gt 0 ] || suites=(bullseye bookworm trixie legacy)
