@@ -66,9 +66,17 @@ def test_the_stack_is_the_fleets(name):
 
 
 def test_supervisord_runs_the_programs():
-    status = host("dsr-legacy-supervisor").check_output("supervisorctl status")
+    status = host("dsr-legacy-supervisor").check_output("supervisorctl status || true")
     for name in PORTS.values():
         assert re.search(r"^%s\s+RUNNING" % name, status, re.M), status
+
+
+def test_a_stopped_program_stays_stopped_and_its_section_untouched():
+    """batch is kept STOPPED by its operator: the migration neither starts it nor rewrites it."""
+    h = host("dsr-legacy-supervisor")
+    assert re.search(r"^batch\s+STOPPED", h.check_output("supervisorctl status || true"), re.M)
+    assert "--bind 0.0.0.0:8003" in h.file("/etc/supervisor/conf.d/batch.conf").content_string
+    assert ":8003" not in " ".join(listens("dsr-legacy-supervisor"))
 
 
 @pytest.mark.parametrize("name", HOSTS)
@@ -122,6 +130,7 @@ def test_rollback_restores_every_byte_and_the_ipv4_listeners(peer_host):
         assert r4.status == 200 and r4.json["scheme"] == "https"
         assert http_get(peer_host, url(a["ipv6"][0], 80)).curl_rc != 0
     assert "RUNNING" in host("dsr-legacy-supervisor").check_output("supervisorctl status webapp")
+    assert "STOPPED" in host("dsr-legacy-supervisor").check_output("supervisorctl status batch || true")
 
 
 def test_second_rollback_changes_nothing():
