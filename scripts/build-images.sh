@@ -13,7 +13,9 @@
 #        DSR_IMAGE    image repository (default dualstack-rollout/debian)
 #        DSR_CA_BUNDLE  extra CA bundle to install in the image (for TLS-
 #                       intercepting proxies); default: none
-set -euo pipefail
+set -Eeuo pipefail
+# set -e ends the script quietly; say which command ended it.
+trap 'echo "build-images.sh: line $LINENO: \`$BASH_COMMAND\` failed (exit $?)" >&2' ERR
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 # The machine's own Debian archive: deb822 .sources stanzas (Debian 12 and
@@ -30,11 +32,13 @@ apt_mirror() {
              if ($i ~ /^Types:/) types = $i }
            if (types ~ /(^|[ \t])deb([ \t]|$)/ && suites !~ /-security/ && uris != "") { split(uris, u, /[ \t]+/); print u[1]; exit } }' "$f"
   done
-  cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
+  # A machine without /etc/apt/sources.list is the Debian 12 default: cat's
+  # error is expected there and must not end the script (set -e, pipefail).
+  { cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null || true; } \
     | awk '$1 == "deb" { i = 2; if ($2 ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
                          if ($(i + 1) !~ /-security/) { print $i; exit } }'
 }
-mirror=${DSR_MIRROR:-$(apt_mirror | head -1)}
+mirror=${DSR_MIRROR:-$(apt_mirror | head -1 || true)}
 mirror=${mirror%/}
 if [ -z "$mirror" ]; then
   echo "no Debian archive found in this machine's apt configuration (/etc/apt/sources.list*): set DSR_MIRROR" >&2
