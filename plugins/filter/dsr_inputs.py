@@ -126,9 +126,13 @@ def input_problems(hostvars, groups, app_group="app_hosts", lb_group="lb", waves
         present, value = _get(hv, "dsr_break_lock")
         if present and not (isinstance(value, bool) or str(value).lower() in ("true", "false", "yes", "no")):
             problems.append("host %s: dsr_break_lock must be true or false, not %r" % (host, value))
-        present, ttl = _get(hv, "dsr_lock_ttl")
-        if present and not (not isinstance(ttl, bool) and str(ttl).isdigit() and int(ttl) > 0):
-            problems.append("host %s: dsr_lock_ttl %r is not a number of seconds above 0" % (host, ttl))
+        for name in ("dsr_lock_ttl", "dsr_change_timeout"):
+            present, secs = _get(hv, name)
+            if present and not (not isinstance(secs, bool) and str(secs).isdigit() and int(secs) > 0):
+                problems.append("host %s: %s %r is not a number of seconds above 0" % (host, name, secs))
+        present, peer = _get(hv, "lb_nginx__verify_from")
+        if present and peer and peer not in inventory:
+            problems.append("host %s: lb_nginx__verify_from %r is not a host of this inventory" % (host, peer))
         present, peer = _get(hv, "listener_verify__peer")
         if present and peer and peer not in inventory:
             problems.append("host %s: listener_verify__peer %r is not a host of this inventory" % (host, peer))
