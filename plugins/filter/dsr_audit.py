@@ -66,11 +66,14 @@ def audit_host(h):
     host = h.get("host")
     row = {"host": host, "role": h.get("role", "app"), "state": "unreadable", "error": h.get("error") or "",
            "kernel": {}, "services": [], "nginx": None, "unmanaged": [], "reach": h.get("reach") or {},
-           "problems": []}
+           "problems": [], "trust": []}
     if row["error"]:
         row["problems"].append(row["error"])
         return row
     row["problems"].extend(h.get("service_problems") or [])
+    # Address-based rules (dsr_trust_rules): whether each covers the
+    # balancer over both families.
+    row["trust"] = list(h.get("trust") or [])
     kernel = h.get("kernel") or {}
     ipv6_addresses = h.get("ipv6_addresses") or []
     # all.disable_ipv6=1 with an interface switched back on (Docker does

@@ -731,6 +731,41 @@ def service_plans(services, bindv6only, strategy, ip_json=None, resolved_results
     return out
 
 
+def trust_amend(plans, trusted, host=None):
+    """Add the balancer's IPv6 source to forwarded_allow_ips where the trust
+    plan (dsr_trust_plan's `gunicorn`) asks for it, on top of each bind plan.
+
+    A bind plan that changes forwarded_allow_ips itself (a dual-stack bind
+    gains ::1) keeps its value and the trust entries are appended to it;
+    otherwise the trust plan's value is written. Either way the change goes
+    where gunicorn reads the value today (gunicorn_changes). Plans of other
+    services are returned as they are.
+    """
+    by_unit = dict((t["unit"], t) for t in trusted or [])
+    out = []
+    for item in plans or []:
+        t = by_unit.get(item["service"]["unit"])
+        if not t:
+            out.append(item)
+            continue
+        plan = dict(item["plan"])
+        if plan.get("forwarded_allow_ips") is None:
+            value = t["value"]
+        else:
+            have = [x.strip() for x in str(plan["forwarded_allow_ips"]).split(",") if x.strip()]
+            value = ",".join(have + [a for a in t["add"] if a not in have])
+        plan["forwarded_allow_ips"] = value
+        plan["changed"] = True
+        plan["notes"] = list(plan.get("notes") or []) + [
+            "forwarded_allow_ips gains %s: the balancer's IPv6 source toward this host" % ", ".join(t["add"])]
+        try:
+            changes = gunicorn_changes(item["service"], plan)
+        except RewriteError as e:
+            raise RewriteError("host %s, %s" % (host, e) if host else str(e))
+        out.append(dict(item, plan=plan, change=changes[0], changes=changes))
+    return out
+
+
 def _conflict_pairs(items):
     pairs = []
     for i in range(len(items)):
@@ -767,5 +802,6 @@ class FilterModule(object):
     def filters(self):
         return {
             "dsr_gunicorn_plans": service_plans,
+            "dsr_gunicorn_trust": trust_amend,
             "dsr_bind_hostnames": bind_hostnames,
         }

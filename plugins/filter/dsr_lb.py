@@ -104,18 +104,35 @@ def drain_change(ipv6=None):
     return {"down": True, "ipv6": ipv6 or None}
 
 
+def _true(value):
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "yes", "on", "1")
+    return bool(value)
+
+
+def upstream_address(host, hostvars, ipv6_upstreams=True):
+    """The address the balancer reaches `host` on once it is back: its IPv6
+    address where it verified dual-stack (dsr_dualstack_ok), ipv6_upstreams
+    is on and every rule that trusts the balancer has its IPv6 twin
+    (dsr_trust.ipv6_upstream_ok, docs/trust.md); else its IPv4 address."""
+    hv = hostvars[host]
+    v4 = hv.get("dsr_lb_address") or None
+    v6 = hv.get("dsr_lb_address6") or None
+    trust_ok = _true((hv.get("dsr_trust") or {}).get("ipv6_upstream_ok", True))
+    ok = _true(hv.get("dsr_dualstack_ok", False)) and trust_ok
+    return v6 if (_true(ipv6_upstreams) and ok and v6) else v4
+
+
 def enable_changes(hosts, hostvars, ipv6_upstreams=True):
-    """{ipv4: change} putting `hosts` back: on IPv6 where the host verified
-    dual-stack (dsr_dualstack_ok) and ipv6_upstreams is on, else on IPv4."""
+    """{ipv4: change} putting `hosts` back, each on upstream_address()."""
     out = {}
     for h in hosts:
         hv = hostvars[h]
-        v4 = hv.get("dsr_lb_address")
-        v6 = hv.get("dsr_lb_address6") or None
-        if not v4:
+        if not hv.get("dsr_lb_address"):
             raise AnsibleFilterError("host %s: no dsr_lb_address (the IPv4 address the balancer uses for it)" % h)
-        ok = bool(hv.get("dsr_dualstack_ok", False))
-        out[v4] = {"down": False, "ipv6": v6, "address": v6 if (ipv6_upstreams and ok and v6) else v4}
+        v6 = hv.get("dsr_lb_address6") or None
+        address = upstream_address(h, hostvars, ipv6_upstreams)
+        out[hv["dsr_lb_address"]] = {"down": False, "ipv6": v6, "address": address}
     return out
 
 
@@ -150,6 +167,7 @@ class FilterModule(object):
             "dsr_upstream_edit": upstream_edit,
             "dsr_lb_drain_change": drain_change,
             "dsr_lb_enable_changes": enable_changes,
+            "dsr_lb_upstream_address": upstream_address,
             "dsr_lb_known_changes": known_changes,
             "dsr_lb_drained": drained_hosts,
         }

@@ -48,9 +48,11 @@ def _secs(a, b):
         return None
 
 
-def journal_entry(host, wave, times, before, after, failed, error, lb_address=None, not_migrated=None):
+def journal_entry(host, wave, times, before, after, failed, error, lb_address=None, not_migrated=None, trust=None):
     """The JSON a host leaves in the controller's journal. `not_migrated`
-    names what the tool left as it was, with the reason (a stopped service)."""
+    names what the tool left as it was, with the reason (a stopped service);
+    `trust` is preflight's dsr_trust (the rules that trust the balancer,
+    their twins, and why the host stayed on its IPv4 upstream)."""
     steps = {}
     order = ["start", "kernel_done", "gunicorn_done", "nginx_done", "verify_done", "end"]
     present = [k for k in order if k in (times or {})]
@@ -68,6 +70,8 @@ def journal_entry(host, wave, times, before, after, failed, error, lb_address=No
         "total_seconds": _secs(times.get("start"), times.get("end")) if times else None,
         "lb_upstream": lb_address,
         "not_migrated": list(not_migrated or []),
+        "trust": {"rules": list(trust.get("rules") or []), "problems": list(trust.get("problems") or []),
+                  "ipv6_upstream": str(trust.get("ipv6_upstream_ok", True)).lower() in ("true", "1", "yes")} if trust else None,
     }
 
 

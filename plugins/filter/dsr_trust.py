@@ -8,14 +8,23 @@ client), `allow`/`deny` answer 403, geo blocks give the default value, and
 gunicorn ignores X-Forwarded-Proto. This plugin finds those rules and plans
 their IPv6 counterparts.
 
-Filters
-  dsr_route_source(text)            the `src` of `ip -6 route get ADDR` (or
+Functions (the filters the playbooks use are marked with theirs)
+  route_source(text)                the `src` of `ip -6 route get ADDR` (or
                                     `ip -4 route get`, either in text or -j
                                     JSON) run on the balancer: the address
                                     it really uses toward ADDR. Raises when
                                     the output names no usable source.
-  dsr_trust_plan(files, balancer, services=None, ctx=None)
-  dsr_trust_rules(files, lb_ipv4s, lb_ipv6s, ctx=None)   the audit view
+  trust_plan(files, balancer, services=None, ctx=None)   the plan
+  host_trust(files, listen_plan, balancer, services=None, ctx=None)
+                                    dsr_host_trust, preflight's view: the
+                                    trust plan on top of dsr_nginx_plan's
+                                    listen plan, and that plan with the
+                                    twins merged in
+  rule_line(rule), gunicorn_line(entry)   dsr_trust_rule_line,
+                                    dsr_trust_gunicorn_line: one line each
+                                    for preflight's output and the journal
+  trust_rules(files, lb_ipv4s, lb_ipv6s, ctx=None)   dsr_trust_rules, the
+                                    audit view
 
 Inputs
   files     what dsr_nginx_plan takes: dsr_read_files' `files` list
@@ -27,6 +36,8 @@ Inputs
               ipv4       optional: list of the balancer's IPv4 addresses as the
                          app host sees them (a NAT address, a VIP)
               name       optional, for messages
+              why        optional, with no route: why there is no route
+                         to read (the reason S is unknown in messages)
             The balancer's IPv4 addresses are `ipv4` plus route4's source;
             when neither is given, every global IPv4 address of `addresses`.
   services  gunicorn services as plugins/modules/gunicorn_services.py
@@ -98,6 +109,7 @@ change nothing for IPv4 traffic.
 """
 from __future__ import annotations
 
+import base64
 import ipaddress
 import json
 import os
@@ -213,6 +225,10 @@ def _balancers(balancer):
         item = {"name": b.get("name") or (ipv4[0] if ipv4 else "balancer"), "ipv4": ipv4, "ipv6": None,
                 "prefix": None, "why": None, "why4": why4}
         try:
+            if not (b.get("route") or "").strip() and b.get("why"):
+                # the caller knows why there is no route to ask about (the
+                # app host has no global IPv6 address yet)
+                raise TrustError(b["why"])
             src = route_source(b.get("route"))
             if ipaddress.ip_address(src).version != 6:
                 raise TrustError("ip route get printed an IPv4 route: run `ip -6 route get <app host IPv6>`")
@@ -652,14 +668,68 @@ def trust_plan(files, balancer, services=None, ctx=None):
     return result
 
 
-def trust_rules(files, lb_ipv4s, lb_ipv6s, ctx=None):
+def host_trust(files, listen_plan, balancer, services=None, ctx=None):
+    """The trust plan on top of dsr_nginx_plan's listen plan, for preflight.
+
+    The twins are added to the text the listen plan leaves, so one write, one
+    snapshot and one restore carry both edits; the rules and messages name
+    the lines of the files as they are on the host. Returns {"trust": trust_plan's result, "nginx": the
+    listen plan with the twins merged into its files (`added` lists both
+    kinds of line, `changed` is true when either plan changes the file)}.
+    """
+    listen = dict(listen_plan or {})
+    planned = listen.get("files") or {}
+    inputs = []
+    for path, real, text in _inputs(files):
+        if real in planned and planned[real].get("changed"):
+            text = planned[real]["content"]
+        inputs.append({"path": path, "real_path": real,
+                       "content": base64.b64encode(text.encode("utf-8", "surrogateescape")).decode("ascii")})
+    # Rules, problems and notes name the lines of the files as they are on
+    # the host; the twins go into the text the listen plan leaves.
+    trust = trust_plan(files, balancer, services, ctx)
+    composed = trust_plan(inputs, balancer, services, ctx)["files"]
+    trust["files"] = composed
+    merged = dict(planned)
+    for real, f in composed.items():
+        if f["changed"]:
+            before = planned.get(real) or {"added": []}
+            merged[real] = {"content": f["content"], "added": list(before.get("added") or []) + f["added"],
+                            "changed": True}
+    listen["files"] = merged
+    listen["changed"] = bool(listen.get("changed")) or any(f["changed"] for f in trust["files"].values())
+    return {"trust": trust, "nginx": listen}
+
+
+def rule_line(rule):
+    """One rule of the plan as preflight and the journal show it."""
+    head = "%s:%s %s %s" % (rule["file"], rule["line"], rule["directive"], rule["value"])
+    if rule["action"] == "add":
+        return "%s: gains %s" % (head, " ".join(rule.get("added") or [rule["counterpart"]]))
+    if rule["action"] == "present":
+        return "%s: its twin %s is there already" % (head, rule["counterpart"])
+    if rule["action"] == "problem":
+        return "%s: no safe IPv6 twin" % head
+    return "%s: not about the balancer's hop" % head
+
+
+def gunicorn_line(entry):
+    """One gunicorn service whose forwarded_allow_ips gains the balancer's source."""
+    return "%s forwarded_allow_ips %s: gains %s" % (entry["unit"], entry["before"] or "(gunicorn's default)",
+                                                     ",".join(entry["add"]))
+
+
+def trust_rules(files, lb_ipv4s, lb_ipv6s, ctx=None, services=None):
     """Every address-based rule on the host: [{file, line, directive, value,
     context, ipv4, ipv6, both}]. ipv4 / ipv6: whether the balancer's IPv4 /
     IPv6 address is matched by the rule (when the rule names the balancer:
     by the rule's list, i.e. the same directive in the same block, for geo
     the entries with the same value); both: the rule names the balancer and
     its list covers both families. A rule that names neither is listed with
-    both False: it is not about the balancer."""
+    both False: it is not about the balancer. With `services`
+    (gunicorn_services' list), each forwarded_allow_ips that names the
+    balancer is listed too (file: the unit, line: None), matched as that
+    gunicorn version matches peers (exact strings before 24.1.0)."""
     v4 = [str(ipaddress.ip_address(a)) for a in (lb_ipv4s or [])]
     v6 = [str(ipaddress.ip_address(a)) for a in (lb_ipv6s or [])]
     p = _Plan(files or [], {"ipv4": v4}, ctx)  # no route: nothing is planned, the lists are read
@@ -672,13 +742,41 @@ def trust_rules(files, lb_ipv4s, lb_ipv6s, ctx=None):
         fam6 = any(_matches(v, a) for v in values for a in v6)
         out.append({"file": r["file"], "line": r["line"], "directive": r["directive"], "value": r["value"],
                     "context": r["context"], "ipv4": fam4, "ipv6": fam6, "both": names and fam4 and fam6})
+    for svc in services or []:
+        value = svc.get("forwarded_allow_ips")
+        if isinstance(value, (list, tuple)):
+            value = ",".join(value)
+        version = None if svc.get("version_known") is False else parse_version(svc.get("version"))
+        items = [x.strip() for x in str(value if value not in (None, "") else forwarded_default(version)).split(",")
+                 if x.strip()]
+        nets = forwarded_networks(version)
+
+        def trusted(a):
+            if "*" in items:
+                return True
+            for x in items:
+                if nets and "/" in x:
+                    if _matches(x, a):
+                        return True
+                elif x == a or (_net(x) is not None and "/" not in x and _net(x).network_address ==
+                                ipaddress.ip_address(a)):
+                    return True
+            return False
+        fam4 = any(trusted(a) for a in v4)
+        fam6 = any(trusted(a) for a in v6)
+        if fam4 or fam6:
+            out.append({"file": svc.get("unit"), "line": None, "directive": "forwarded_allow_ips", "value": value,
+                        "context": {"source": svc.get("forwarded_allow_ips_source")}, "ipv4": fam4, "ipv6": fam6,
+                        "both": fam4 and fam6})
     return out
 
 
 class FilterModule(object):
+    # What the playbooks use; trust_plan and route_source are their parts.
     def filters(self):
         return {
-            "dsr_trust_plan": trust_plan,
+            "dsr_host_trust": host_trust,
+            "dsr_trust_rule_line": rule_line,
+            "dsr_trust_gunicorn_line": gunicorn_line,
             "dsr_trust_rules": trust_rules,
-            "dsr_route_source": route_source,
         }

@@ -1,6 +1,6 @@
 import pytest
 
-from dsr_lb import AnsibleFilterError, drain_change, enable_changes, upstream_edit, upstream_servers
+from dsr_lb import AnsibleFilterError, drain_change, enable_changes, upstream_address, upstream_edit, upstream_servers
 
 UP = """# app servers
 upstream app {
@@ -56,6 +56,22 @@ def test_enable_puts_verified_hosts_on_ipv6_and_others_on_ipv4():
     assert enable_changes(["a"], hv, ipv6_upstreams=False)["172.30.30.11"]["address"] == "172.30.30.11"
     # a moved host is found by its IPv6 address when drained again
     assert "server [fd42::11]:80 down;" in upstream_edit(new, {"172.30.30.11": drain_change("fd42::11")})
+
+
+@pytest.mark.parametrize("trust,address", [
+    (None, "fd42::11"),
+    ({"ipv6_upstream_ok": True}, "fd42::11"),
+    # a rule that trusts the balancer by IPv4 and has no safe IPv6 twin
+    ({"ipv6_upstream_ok": False, "problems": ["x"]}, "172.30.30.11"),
+    ({"ipv6_upstream_ok": "False"}, "172.30.30.11"),
+])
+def test_a_host_whose_trust_rules_have_no_twin_stays_on_ipv4(trust, address):
+    hv = {"a": {"dsr_lb_address": "172.30.30.11", "dsr_lb_address6": "fd42::11", "dsr_dualstack_ok": True}}
+    if trust is not None:
+        hv["a"]["dsr_trust"] = trust
+    assert upstream_address("a", hv) == address
+    assert enable_changes(["a"], hv)["172.30.30.11"]["address"] == address
+    assert upstream_address("a", hv, ipv6_upstreams=False) == "172.30.30.11"
 
 
 def test_drained_hosts_are_found_by_either_address():

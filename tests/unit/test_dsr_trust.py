@@ -70,7 +70,8 @@ def test_route_without_a_usable_source_is_never_guessed(text, why):
 
 
 def test_filters_are_registered():
-    assert set(t.FilterModule().filters()) == {"dsr_trust_plan", "dsr_trust_rules", "dsr_route_source"}
+    assert set(t.FilterModule().filters()) == {"dsr_host_trust", "dsr_trust_rule_line", "dsr_trust_gunicorn_line",
+                                               "dsr_trust_rules"}
 
 
 # -- the balancer ------------------------------------------------------------------
