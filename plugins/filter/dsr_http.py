@@ -45,6 +45,45 @@ def probe_requests(addresses, ports, path="/", expect="answer", json=None, repea
     return out
 
 
+def _family(url):
+    return 6 if "://[" in url else 4
+
+
+def probe_clients(results, key, addresses, ctx=None):
+    """Problems with the client address the app reports, one per answer.
+
+    results    dsr_http_probe's results (url, status, json) of requests sent
+               from one host through the balancer
+    key        the key of the app's JSON answer that holds the client address
+               the app resolved (from X-Real-IP, X-Forwarded-For, realip ...)
+    addresses  that sending host's own addresses ({ipv4: [..], ipv6: [..]},
+               dsr_global_addresses)
+
+    The app must name the sending host (in the family the request used), not
+    the balancer: a rule that still trusts only the balancer's IPv4 address
+    makes the app see the balancer once the hop is IPv6 (docs/trust.md)."""
+    own = {4: set(), 6: set()}
+    for a in (addresses or {}).get("ipv4", []) + (addresses or {}).get("ipv6", []):
+        ip = ipaddress.ip_address(str(a).split("/")[0])
+        own[ip.version].add(ip)
+    where = "%s: " % ctx["where"] if ctx and ctx.get("where") else ""
+    problems = []
+    for r in results or []:
+        if r.get("status") != 200:
+            continue  # dsr_http_probe's own problems name it
+        seen = (r.get("json") or {}).get(key) if isinstance(r.get("json"), dict) else None
+        family = _family(r["url"])
+        try:
+            ok = seen is not None and ipaddress.ip_address(str(seen)) in own[family]
+        except ValueError:
+            ok = False
+        if not ok:
+            problems.append("%s%s: the app saw the client as %s, not as the client's own IPv%d address (%s)"
+                            % (where, r["url"], seen if seen is not None else "nothing (no %r in its answer)" % key,
+                               family, ", ".join(sorted(str(a) for a in own[family])) or "none"))
+    return problems
+
+
 class FilterModule(object):
     def filters(self):
-        return {"dsr_probe_requests": probe_requests}
+        return {"dsr_probe_requests": probe_requests, "dsr_probe_clients": probe_clients}
