@@ -7,6 +7,7 @@ addresses on the scenario's dual-stack network.
 """
 import json
 import os
+import shlex
 from dataclasses import dataclass
 
 import pytest
@@ -35,10 +36,12 @@ class Response:
         return self.curl_rc == 0 and self.status > 0
 
 
-def http_get(from_host, url, timeout=5):
-    """GET `url` with curl on `from_host`; never raises for network errors."""
-    cmd = "curl -g -sS --max-time {t} -o /tmp/.dsr-body -w '%{{http_code}}' {u}; rc=$?; " \
-        "echo; echo \"rc=$rc\"; cat /tmp/.dsr-body 2>/dev/null; rm -f /tmp/.dsr-body".format(t=timeout, u=url)
+def http_get(from_host, url, timeout=5, headers=None):
+    """GET `url` with curl on `from_host` (with `headers`, {name: value});
+    never raises for network errors."""
+    extra = "".join(" -H %s" % shlex.quote("%s: %s" % kv) for kv in sorted((headers or {}).items()))
+    cmd = "curl -g -sS --max-time {t}{h} -o /tmp/.dsr-body -w '%{{http_code}}' {u}; rc=$?; " \
+        "echo; echo \"rc=$rc\"; cat /tmp/.dsr-body 2>/dev/null; rm -f /tmp/.dsr-body".format(t=timeout, u=url, h=extra)
     out = from_host.run(cmd)
     lines = out.stdout.split("\n", 2)
     status = int(lines[0]) if lines[0].strip().isdigit() else 0

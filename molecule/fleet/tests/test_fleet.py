@@ -13,7 +13,11 @@ ansible-playbook against Molecule's inventory:
    wave 1 and dsr-app2 are dual-stack, wave 3 is untouched;
 3. rollback.yml --limit on a never-migrated host says so and changes nothing;
 4. the fault removed, rollout.yml completes: every host answers through the
-   balancer over IPv4 and IPv6, balancer-to-app traffic on IPv6;
+   balancer over IPv4 and IPv6, balancer-to-app traffic on IPv6, and every
+   rule that trusted the balancer by its IPv4 address (nginx realip on every
+   host, `allow` on dsr-app2, gunicorn's forwarded_allow_ips on dsr-app4)
+   trusts its IPv6 source too: the app sees the real client and https over
+   both families, before, after the rollout and after the rollback;
 5. a second rollout.yml changes nothing;
 6. rollback.yml returns every host to byte-identical files and IPv4-only
    listeners; a second rollback.yml changes nothing.
@@ -68,6 +72,47 @@ def through_lb(family, n=12):
     return [http_get(lb, url(target, 80)) for _ in range(n)]
 
 
+# Trust follows the hop (docs/trust.md). Every app host's nginx takes the
+# client from X-Forwarded-For when the balancer's IPv4 address sends it;
+# dsr-app2 also allows only the balancer; the balancer reaches dsr-app4's
+# gunicorn directly, which trusts its X-Forwarded-Proto by IPv4 address.
+CLIENT = "dsr-app6"
+DIRECT = {"dsr-app4": 8000}
+FAMILY = {4: "ipv4", 6: "ipv6"}
+
+
+def client_view(family, n=18):
+    """Requests through the balancer from CLIENT, a host that is not the
+    balancer: (CLIENT's own address of that family, the answers)."""
+    c = host(CLIENT)
+    own = addresses(c)[FAMILY[family]][0]
+    target = addresses(host(LB))[FAMILY[family]][0]
+    return own, [http_get(c, url(target, 80)) for _ in range(n)]
+
+
+def hop_view(name, family):
+    """One request as the balancer sends it to app host `name`: from the
+    balancer over `family`, to the port its server line names, with a client
+    in X-Forwarded-For. -> (that client, the answer)."""
+    client = "192.0.2.7" if family == 4 else "2001:db8::7"
+    dst = addresses(host(name))[FAMILY[family]][0]
+    return client, http_get(host(LB), url(dst, DIRECT.get(name, 80)),
+                            headers={"X-Forwarded-For": client, "X-Real-IP": client, "X-Forwarded-Proto": "https"})
+
+
+def assert_real_client_and_https(families):
+    """The app sees the real client and https, per family: through the
+    balancer from CLIENT, and host by host over the balancer's own hop."""
+    for family in families:
+        own, answers = client_view(family)
+        assert all(a.status == 200 and a.json["client"] == own and a.json["scheme"] == "https"
+                   for a in answers), (family, answers)
+        for h in APPS:
+            client, a = hop_view(h, family)
+            assert a.status == 200, (h, family, a)
+            assert a.json["client"] == client and a.json["scheme"] == "https", (h, family, a.json)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def journal(tmp_path_factory):
     STATE["journal"] = str(tmp_path_factory.mktemp("journal"))
@@ -80,6 +125,8 @@ def test_01_before_state():
         assert not is_dual(h)
     answers = through_lb(4)
     assert all(r.status == 200 and r.json["scheme"] == "https" for r in answers), answers
+    # the rules that trust the balancer by its IPv4 address hold today
+    assert_real_client_and_https([4])
 
 
 def test_01a_audit_reports_the_fleet_read_only(tmp_path):
@@ -97,6 +144,13 @@ def test_01a_audit_reports_the_fleet_read_only(tmp_path):
     assert rows[LB]["role"] == "lb" and rows[LB]["nginx"]["missing_ipv6_ports"] == [80]
     squat = [u for u in rows["dsr-app3"]["unmanaged"] if u["listener"] == "[::]:8000"]
     assert squat and squat[0]["process"] == "sandbox-squatter.service", rows["dsr-app3"]["unmanaged"]
+    # every app host's realip trusts the balancer over IPv4 only, as does
+    # dsr-app4's gunicorn: the hop to IPv6 would lose them
+    for h in APPS:
+        realip = [r for r in rows[h]["trust"] if r["directive"] == "set_real_ip_from"]
+        assert realip and realip[0]["ipv4"] and not realip[0]["ipv6"], rows[h]["trust"]
+    assert [(r["ipv4"], r["ipv6"]) for r in rows["dsr-app4"]["trust"]
+            if r["directive"] == "forwarded_allow_ips"] == [(True, False)], rows["dsr-app4"]["trust"]
     assert rows["dsr-app5"]["services"][0]["families"] == "ipv4-only"
     assert rows["dsr-app6"]["services"][0]["families"] == "loopback-ipv4"
     for ext in ("json", "md", "html", "txt"):
@@ -166,7 +220,7 @@ def test_02_rollout_stops_at_the_faulty_wave_and_restores_that_host():
     # wave 1 and the healthy host of wave 2 are dual-stack and in the balancer on IPv6
     for h in ("dsr-app1", "dsr-app2"):
         assert is_dual(h), h
-        assert "[%s]:80" % addresses(host(h))["ipv6"][0] in upstream()
+        assert "[%s]:%d" % (addresses(host(h))["ipv6"][0], DIRECT.get(h, 80)) in upstream()
     # the faulty host is back exactly as before, serving IPv4, in the balancer on IPv4
     assert fingerprint("dsr-app3") == STATE["before"]["dsr-app3"]
     assert not is_dual("dsr-app3")
@@ -213,10 +267,26 @@ def test_04_rollout_completes_once_the_fault_is_gone():
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     for h in APPS:
         assert is_dual(h), h
-        assert "[%s]:80" % addresses(host(h))["ipv6"][0] in upstream(), upstream()
+        assert "[%s]:%d" % (addresses(host(h))["ipv6"][0], DIRECT.get(h, 80)) in upstream(), upstream()
     for family in (4, 6):
         answers = through_lb(family)
         assert all(x.status == 200 and x.json["scheme"] == "https" for x in answers), (family, answers)
+    # Trust followed the hop: each rule that named the balancer's IPv4
+    # address names its IPv6 source too, in the file it was in, and the app
+    # sees the real client and https over both families.
+    source = host(LB).check_output("ip -6 route get %s" % addresses(host("dsr-app1"))["ipv6"][0]).split(" src ")[1].split()[0]
+    for h in APPS:
+        site = host(h).file("/etc/nginx/sites-available/sandbox-app").content_string
+        assert "    set_real_ip_from %s;\n" % source in site, (h, site)
+    assert "        allow %s;\n        deny all;" % source in host("dsr-app2").file(
+        "/etc/nginx/sites-available/sandbox-app").content_string
+    dropin = host("dsr-app4").file("/etc/systemd/system/webapp.service.d/99-dualstack-rollout.conf").content_string
+    assert "--forwarded-allow-ips" in dropin and source in dropin, dropin
+    assert_real_client_and_https([4, 6])
+    run = sorted(d for d in os.listdir(STATE["journal"]) if os.path.isdir(os.path.join(STATE["journal"], d)))[-1]
+    j2 = json.load(open(os.path.join(STATE["journal"], run, "dsr-app2.json")))
+    assert j2["trust"]["ipv6_upstream"] and any("allow" in r and "gains allow %s;" % source in r
+                                                for r in j2["trust"]["rules"]), j2["trust"]
     # the balancer itself listens on both families
     assert "[::]:80" in listeners(LB)
     # edited files keep their own modes (copy's mode=preserve would make them 0600)
@@ -241,6 +311,7 @@ def test_06_rollback_restores_every_byte():
     for h in APPS:
         assert not is_dual(h), h
     assert all(x.status == 200 and x.json["scheme"] == "https" for x in through_lb(4))
+    assert_real_client_and_https([4])
 
 
 def test_07_second_rollback_changes_nothing():
