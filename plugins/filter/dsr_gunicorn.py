@@ -733,7 +733,7 @@ def service_plans(services, bindv6only, strategy, ip_json=None, resolved_results
 
 def trust_amend(plans, trusted, host=None):
     """Add the balancer's IPv6 source to forwarded_allow_ips where the trust
-    plan (dsr_trust_plan's `gunicorn`) asks for it, on top of each bind plan.
+    plan (dsr_trust.trust_plan's `gunicorn`) asks for it, on top of each bind plan.
 
     A bind plan that changes forwarded_allow_ips itself (a dual-stack bind
     gains ::1) keeps its value and the trust entries are appended to it;

@@ -90,7 +90,7 @@ Older versions compare the peer's address as an exact string: a network
 entry never matched the balancer, so nothing is added there (a note), and
 only single addresses are ever added. `*` trusts every peer already.
 
-Output of dsr_trust_plan
+Output of trust_plan
   {"files": {real_path: {"content", "added": [lines], "changed"}},
    "rules": [{file, line, directive, value, balancer (its name or IPv4
               address, None when not about the balancer), counterpart (the

@@ -72,10 +72,14 @@ def through_lb(family, n=12):
     return [http_get(lb, url(target, 80)) for _ in range(n)]
 
 
-# Trust follows the hop (docs/trust.md). Every app host's nginx takes the
-# client from X-Forwarded-For when the balancer's IPv4 address sends it;
-# dsr-app2 also allows only the balancer; the balancer reaches dsr-app4's
-# gunicorn directly, which trusts its X-Forwarded-Proto by IPv4 address.
+# Trust follows the hop (docs/trust.md). The app hosts' nginx takes the
+# client from X-Forwarded-For when the balancer's IPv4 address sends it
+# (realip); dsr-app2's allows only the balancer (allow/deny on the
+# connection, no realip there: the app reads the balancer's X-Real-IP); the
+# balancer reaches dsr-app4's gunicorn directly, which trusts its
+# X-Forwarded-Proto by IPv4 address. What each host proves: realip hosts the
+# client, dsr-app2 the 200 (a 403 without the twin), dsr-app4 the scheme
+# (its client comes from the balancer's header whatever gunicorn trusts).
 CLIENT = "dsr-app6"
 DIRECT = {"dsr-app4": 8000}
 FAMILY = {4: "ipv4", 6: "ipv6"}
@@ -144,11 +148,12 @@ def test_01a_audit_reports_the_fleet_read_only(tmp_path):
     assert rows[LB]["role"] == "lb" and rows[LB]["nginx"]["missing_ipv6_ports"] == [80]
     squat = [u for u in rows["dsr-app3"]["unmanaged"] if u["listener"] == "[::]:8000"]
     assert squat and squat[0]["process"] == "sandbox-squatter.service", rows["dsr-app3"]["unmanaged"]
-    # every app host's realip trusts the balancer over IPv4 only, as does
-    # dsr-app4's gunicorn: the hop to IPv6 would lose them
+    # the app hosts' realip, dsr-app2's allow and dsr-app4's gunicorn trust
+    # the balancer over IPv4 only: the hop to IPv6 would lose them
     for h in APPS:
-        realip = [r for r in rows[h]["trust"] if r["directive"] == "set_real_ip_from"]
-        assert realip and realip[0]["ipv4"] and not realip[0]["ipv6"], rows[h]["trust"]
+        kind = "allow" if h == "dsr-app2" else "set_real_ip_from"
+        rules = [r for r in rows[h]["trust"] if r["directive"] == kind]
+        assert rules and rules[0]["ipv4"] and not rules[0]["ipv6"], rows[h]["trust"]
     assert [(r["ipv4"], r["ipv6"]) for r in rows["dsr-app4"]["trust"]
             if r["directive"] == "forwarded_allow_ips"] == [(True, False)], rows["dsr-app4"]["trust"]
     assert rows["dsr-app5"]["services"][0]["families"] == "ipv4-only"
@@ -246,6 +251,10 @@ def test_02_rollout_stops_at_the_faulty_wave_and_restores_that_host():
     assert j3["wave"] == 2 and j3["result"] == "failed" and j3["error"]
     j1 = json.load(open(os.path.join(STATE["run1"], "dsr-app1.json")))
     assert j1["wave"] == 1 and j1["result"] == "migrated"
+    # dsr-app2's allow gained the balancer's IPv6 source in this run
+    j2 = json.load(open(os.path.join(STATE["run1"], "dsr-app2.json")))
+    assert j2["trust"]["ipv6_upstream"] and any(" allow " in r and "gains allow " in r
+                                                for r in j2["trust"]["rules"]), j2["trust"]
     # "ADDR:PORT [v6only=N] OWNER": IPv6 sockets after, IPv4 only before, each with its owner
     assert any(x.startswith("[::]:8000 ") and x.endswith(" webapp.service") for x in j1["listeners_after"])
     assert j1["listeners_before"] and all(not x.startswith("[") for x in j1["listeners_before"])
@@ -277,16 +286,20 @@ def test_04_rollout_completes_once_the_fault_is_gone():
     source = host(LB).check_output("ip -6 route get %s" % addresses(host("dsr-app1"))["ipv6"][0]).split(" src ")[1].split()[0]
     for h in APPS:
         site = host(h).file("/etc/nginx/sites-available/sandbox-app").content_string
-        assert "    set_real_ip_from %s;\n" % source in site, (h, site)
+        if h != "dsr-app2":
+            assert "    set_real_ip_from %s;\n" % source in site, (h, site)
     assert "        allow %s;\n        deny all;" % source in host("dsr-app2").file(
         "/etc/nginx/sites-available/sandbox-app").content_string
     dropin = host("dsr-app4").file("/etc/systemd/system/webapp.service.d/99-dualstack-rollout.conf").content_string
     assert "--forwarded-allow-ips" in dropin and source in dropin, dropin
     assert_real_client_and_https([4, 6])
+    # the journal of this run names the twins of the hosts it migrated (wave 3)
     run = sorted(d for d in os.listdir(STATE["journal"]) if os.path.isdir(os.path.join(STATE["journal"], d)))[-1]
-    j2 = json.load(open(os.path.join(STATE["journal"], run, "dsr-app2.json")))
-    assert j2["trust"]["ipv6_upstream"] and any("allow" in r and "gains allow %s;" % source in r
-                                                for r in j2["trust"]["rules"]), j2["trust"]
+    j4, j5 = (json.load(open(os.path.join(STATE["journal"], run, h + ".json"))) for h in ("dsr-app4", "dsr-app5"))
+    assert j4["trust"]["ipv6_upstream"] and any(r.startswith("webapp.service forwarded_allow_ips")
+                                                and r.endswith("gains %s" % source) for r in j4["trust"]["rules"]), j4
+    assert any("set_real_ip_from" in r and r.endswith("gains set_real_ip_from %s;" % source)
+               for r in j5["trust"]["rules"]), j5["trust"]
     # the balancer itself listens on both families
     assert "[::]:80" in listeners(LB)
     # edited files keep their own modes (copy's mode=preserve would make them 0600)
