@@ -177,6 +177,13 @@ def main():
             migrated = sum(1 for h in APPS if dual(h))
             ok = rc2 == 0 and killed and down == 0 and (migrated == len(APPS) and on6 == len(APPS) if book == "rollout.yml"
                                               else migrated == 0 and on6 == 0)
+            # Failed requests per family: a rollback takes the balancer's own
+            # IPv6 listener away at its end, by design, so its IPv6 address
+            # stops answering for the rest of the case.
+            per = stats.get("per_url") or {}
+            stats["failed"] = "%s (IPv4 %s, IPv6 %s)" % (
+                stats.get("failed"), sum(v["failed"] for u, v in per.items() if "[" not in u),
+                sum(v["failed"] for u, v in per.items() if "[" in u))
             rows.append((name, killed, rc2, secs, migrated, len(APPS) - down, stats.get("sent"), stats.get("failed"),
                          ok))
             print("%-18s killed=%s second_run_rc=%s %.0fs dual=%d/6 in_lb=%d/6 sent=%s failed=%s %s"
