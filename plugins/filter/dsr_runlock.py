@@ -33,22 +33,32 @@ def _cmdline(pid):
         return None
 
 
+def _parent(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (IOError, OSError, ValueError, IndexError):
+        return None
+
+
 def playbook_pid(start=None):
-    """The pid of the ansible-playbook process this code runs under (the
-    main process or one of its forked workers)."""
+    """The pid of the ansible-playbook process this code runs under: the
+    outermost of the ancestors whose command line is ansible-playbook's.
+    Filters run in forked workers, which carry the same command line and
+    end with their task: the lock must name the process that lives as long
+    as the run."""
     pid = start or os.getpid()
+    found = None
     seen = set()
     while pid and pid > 1 and pid not in seen:
         seen.add(pid)
         cmd = _cmdline(pid)
         if cmd and "ansible-playbook" in cmd:
-            return pid
-        try:
-            with open("/proc/%d/stat" % pid) as f:
-                pid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (IOError, OSError, ValueError, IndexError):
+            found = pid
+        elif found:
             break
-    return os.getpid()
+        pid = _parent(pid)
+    return found or os.getpid()
 
 
 def lock_holder(run_id, playbook=""):

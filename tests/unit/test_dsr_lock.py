@@ -59,6 +59,26 @@ def test_this_process_is_found_alive_and_a_dead_pid_is_not():
     assert holder["run_id"] == "R9" and holder["playbook"] == "rollout.yml" and holder["pid"] > 0
 
 
+def test_a_forked_worker_names_the_playbook_process_not_itself(tmp_path):
+    # ansible-playbook's workers are forks with its command line; they end
+    # with their task, so a lock naming one would look abandoned at once
+    # and the next run would take it over.
+    script = tmp_path / "ansible-playbook"
+    script.write_text(
+        "import json, os, sys\n"
+        "sys.path.insert(0, %r)\n"
+        "import dsr_runlock\n"
+        "child = os.fork()\n"
+        "if child == 0:\n"
+        "    print(json.dumps([dsr_runlock.playbook_pid(), os.getppid(), os.getpid()]))\n"
+        "    sys.stdout.flush()\n"
+        "    os._exit(0)\n"
+        "os.waitpid(child, 0)\n" % os.path.dirname(lk.__file__))
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    found, parent, worker = json.loads(r.stdout)
+    assert found == parent != worker
+
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
