@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 
 try:
     from ansible.errors import AnsibleFilterError
@@ -84,6 +85,24 @@ def probe_clients(results, key, addresses, ctx=None):
     return problems
 
 
+def same_answers(results):
+    """Problems where the same request over IPv6 got another HTTP status than
+    over IPv4 (dsr_http_probe's results; the same port and path, one
+    address of each family): a new IPv6 listener must behave as the IPv4 one."""
+    by_target = {}
+    for r in results or []:
+        m = re.match(r"^http://(\[[^\]]*\]|[^/:]+):(\d+)(/.*)?$", r.get("url", ""))
+        if m:
+            by_target.setdefault((m.group(2), m.group(3) or "/"), {}).setdefault(_family(r["url"]), r)
+    problems = []
+    for _, fams in sorted(by_target.items()):
+        if 4 in fams and 6 in fams and fams[4].get("status") != fams[6].get("status"):
+            problems.append("%s answered %s, but %s answered %s" % (
+                fams[6]["url"], fams[6].get("status"), fams[4]["url"], fams[4].get("status")))
+    return problems
+
+
 class FilterModule(object):
     def filters(self):
-        return {"dsr_probe_requests": probe_requests, "dsr_probe_clients": probe_clients}
+        return {"dsr_probe_requests": probe_requests, "dsr_probe_clients": probe_clients,
+                "dsr_same_answers": same_answers}

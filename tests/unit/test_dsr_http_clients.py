@@ -31,3 +31,15 @@ def test_the_balancer_seen_as_the_client_is_named():
 
 def test_failed_requests_are_left_to_the_probe():
     assert probe_clients([answer("http://172.30.30.2:80/", None, status=502)], "client", SENDER) == []
+
+
+def test_a_new_ipv6_listener_must_answer_as_the_ipv4_one():
+    from dsr_http import same_answers
+    same = [{"url": "http://127.0.0.1:80/", "status": 403}, {"url": "http://[::1]:80/", "status": 403},
+            {"url": "http://127.0.0.1:8080/", "status": 200}, {"url": "http://[::1]:8080/", "status": 200}]
+    assert same_answers(same) == []
+    other = [{"url": "http://127.0.0.1:80/", "status": 200}, {"url": "http://[::1]:80/", "status": 502},
+             {"url": "http://127.0.0.1:8080/x", "status": 200}, {"url": "http://[::1]:8080/x", "status": -1}]
+    assert same_answers(other) == ["http://[::1]:80/ answered 502, but http://127.0.0.1:80/ answered 200",
+                                   "http://[::1]:8080/x answered -1, but http://127.0.0.1:8080/x answered 200"]
+    assert same_answers([{"url": "http://127.0.0.1:80/", "status": 200}]) == []
