@@ -75,7 +75,12 @@ def probe_clients(results, key, addresses, ctx=None):
         seen = (r.get("json") or {}).get(key) if isinstance(r.get("json"), dict) else None
         family = _family(r["url"])
         try:
-            ok = seen is not None and ipaddress.ip_address(str(seen)) in own[family]
+            ip = ipaddress.ip_address(str(seen)) if seen is not None else None
+            # an app behind a dual-stack socket may report an IPv4 client in
+            # its IPv4-mapped form (::ffff:a.b.c.d): the same client
+            if ip is not None and ip.version == 6 and ip.ipv4_mapped is not None:
+                ip = ip.ipv4_mapped
+            ok = ip is not None and ip in own[ip.version] and ip.version == family
         except ValueError:
             ok = False
         if not ok:

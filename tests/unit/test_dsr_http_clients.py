@@ -13,7 +13,8 @@ def test_the_sender_in_each_family_passes():
     results = [answer("http://172.30.30.2:80/", "172.30.30.11"),
                answer("http://[fd42:d5a:30::2]:80/", "fd42:d5a:30::11"),
                # written uncompressed or IPv4-mapped by an app: the same address
-               answer("http://[fd42:d5a:30::2]:80/", "fd42:d5a:30:0:0:0:0:11")]
+               answer("http://[fd42:d5a:30::2]:80/", "fd42:d5a:30:0:0:0:0:11"),
+               answer("http://172.30.30.2:80/", "::ffff:172.30.30.11")]
     assert probe_clients(results, "client", SENDER) == []
 
 
