@@ -300,7 +300,22 @@ def live_mismatches(services, listeners, nginx_plan=None, nginx_active=False, ss
             problems.append("%s%s: %s" % (where, unit, e))
             continue
         held = set((l["address"], l["port"]) for l in listeners if l.get("owner") == unit)
-        if believed != held and held != _original(original, unit):
+        # A socket ss shows with neither a cgroup (ss before 4.13 prints
+        # none) nor a process (ss -p cannot read the fds of a process that
+        # dropped privileges without CAP_SYS_PTRACE): held by someone, but
+        # ss does not say by whom. Say that, not that the bind is unknown.
+        anonymous = sorted(set((l["address"], l["port"]) for l in listeners
+                               if (l["address"], l["port"]) in believed and not l.get("owner")
+                               and not l.get("unit") and not l.get("processes")))
+        if not held and anonymous and held != _original(original, unit):
+            problems.append(
+                "%sthe plan believes %s listens on %s; ss shows a socket there but names no owner for it "
+                "(no cgroup field, as ss before iproute2 4.13 prints none, and no process: ss -p must run as "
+                "root with CAP_SYS_PTRACE to see a process that dropped privileges), so the tool cannot tell "
+                "whose it is; run the reads as root with that capability, or leave the service out "
+                "(gunicorn_dualstack__skip_services)"
+                % (where, unit, ", ".join(_fmt(a, p) for a, p in anonymous)))
+        elif believed != held and held != _original(original, unit):
             problems.append(
                 "%sthe plan believes %s listens on %s; it listens on %s (ss). Its bind comes from a source "
                 "the discovery did not read: make the unit state it (--bind), or leave the service out "

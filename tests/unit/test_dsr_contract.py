@@ -72,6 +72,27 @@ def test_live_check_catches_a_bind_the_discovery_did_not_read():
         "service out (gunicorn_dualstack__skip_services)"]
 
 
+def test_live_check_says_when_ss_names_no_owner_for_the_socket():
+    """Old ss (no cgroup field) and a gunicorn that dropped privileges, which
+    ss -p cannot read without CAP_SYS_PTRACE: a socket is there, owner
+    unknown. The host still stops, for that reason, not for an unread bind."""
+    old = "\n".join([
+        "State      Recv-Q Send-Q Local Address:Port               Peer Address:Port",
+        "LISTEN     0      2048         *:8008                     *:*                   uid:999 ino:2 sk:2 <->",
+    ])
+    listeners = c.listener_owners(parse_ss(old, "ss utility, iproute2-ss161212"), SERVICES[:1], PS)
+    services = [dict(SERVICES[0], binds=["0.0.0.0:8008"])]
+    problems = c.live_mismatches(services, listeners, ctx={"host": "web1"})
+    assert len(problems) == 1 and problems[0].startswith(
+        "host web1: the plan believes app8.service listens on 0.0.0.0:8008; ss shows a socket there but names "
+        "no owner for it"), problems
+    assert "CAP_SYS_PTRACE" in problems[0] and "gunicorn_dualstack__skip_services" in problems[0]
+    # The same socket with its processes: owned by ancestry, no problem.
+    seen = old.replace("uid:999", 'users:(("gunicorn",pid=71,fd=5),("gunicorn",pid=70,fd=5)) uid:999')
+    listeners = c.listener_owners(parse_ss(seen, "ss utility, iproute2-ss161212"), SERVICES[:1], PS)
+    assert c.live_mismatches(services, listeners) == []
+
+
 def test_live_check_passes_when_plan_and_sockets_agree_names_resolved():
     services = [dict(SERVICES[0], binds=["0.0.0.0:8008"]), dict(SERVICES[1], binds=["localhost:8001"]),
                 SERVICES[2]]
