@@ -57,8 +57,10 @@ def url(address, port, path="/"):
 
 
 def addresses(host, dev="eth0"):
-    """The global IPv4 and IPv6 addresses of `dev` on `host`, from `ip -j`."""
-    data = json.loads(host.check_output("ip -j addr show dev %s", dev))
+    """The global IPv4 and IPv6 addresses of `dev` on `host`, from `ip -j`.
+    /bin/ip by its path: a host may carry an `ip` shim without -j earlier in
+    PATH (images/shims), which the tool under test must cope with, not the tests."""
+    data = json.loads(host.check_output("/bin/ip -j addr show dev %s", dev))
     found = {"ipv4": [], "ipv6": []}
     for info in data[0].get("addr_info", []):
         if info.get("scope") != "global":
