@@ -68,17 +68,25 @@ unit: venv tools
 	@echo "== unit tests"
 	pytest
 
+# Without a CPython 3.6 build on this machine (pyenv) there is no 12-py36
+# image: the legacy scenario's Python 3.6 host then runs the Python 2.7 image
+# and its Python 3.6 checks skip, said here and by the tests.
+PY36_IMAGE := dualstack-rollout/debian:12-py36
+py36-fallback = $(shell docker image inspect $(PY36_IMAGE) >/dev/null 2>&1 || \
+  echo DSR_PY36_IMAGE=dualstack-rollout/debian:11-py27 DSR_PY36_PYTHON=/usr/bin/python2.7)
 molecule: venv images
-	@for s in $(SCENARIOS); do \
+	@fallback="$(py36-fallback)"; [ -z "$$fallback" ] || \
+	  echo "== NOTE: no image $(PY36_IMAGE) (no CPython 3.6 in this machine's pyenv): the legacy scenario's Python 3.6 host is SKIPPED ($$fallback)"; \
+	for s in $(SCENARIOS); do \
 	  bin=$(BIN); case " $(LEGACY_SCENARIOS) " in *" $$s "*) bin=$(CURDIR)/$(LEGACY_VENV)/bin;; esac; \
 	  echo "== molecule scenario $$s ($$($$bin/ansible --version | head -1))"; start=$$(date +%s); \
-	  PATH=$$bin:$$PATH $$bin/molecule test -s $$s || { echo "scenario $$s FAILED"; exit 1; }; \
+	  env $$fallback PATH=$$bin:$$PATH $$bin/molecule test -s $$s || { echo "scenario $$s FAILED"; exit 1; }; \
 	  echo "== scenario $$s passed in $$(( $$(date +%s) - start )) s"; \
 	done
 
 scenario: venv images
 	bin=$(BIN); case " $(LEGACY_SCENARIOS) " in *" $(S) "*) bin=$(CURDIR)/$(LEGACY_VENV)/bin;; esac; \
-	  PATH=$$bin:$$PATH $$bin/molecule test -s $(S)
+	  env $(py36-fallback) PATH=$$bin:$$PATH $$bin/molecule test -s $(S)
 
 test: lint unit molecule
 	@echo "== all tests passed"
