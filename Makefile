@@ -51,7 +51,7 @@ docker:
 	scripts/ensure-docker.sh
 
 tools:
-	@echo "== tools the unit tests hand their output to (nginx -t)"
+	@echo "== tools the unit tests hand their output to (nginx -t, haproxy -c and its runtime API)"
 	scripts/ensure-test-tools.sh
 
 images: docker

@@ -1,0 +1,470 @@
+"""HAProxy's configuration (plugins/filter/dsr_haproxy_cfg.py): bind lines,
+server lines and the dual-stack plan, judged by HAProxy itself.
+
+The corpus (tests/corpus/haproxy/*, sources in its README) holds one
+haproxy.cfg per case and a case.yml with the expected binds, servers, added
+lines, problems and notes. Every case also proves: only whole lines were
+inserted (every other byte kept), a second plan adds nothing, and
+`haproxy -c` accepts the result (and refuses the original where case.yml
+says HAProxy 2.x refuses it, a case the plan must stop on). A planned config
+is started for real to show that each `bind :::PORT v6only` twin listens on
+IPv6 only, beside the IPv4 socket, and answers a request over ::1.
+
+`python tests/unit/test_dsr_haproxy_filter.py CASE` prints a case's actual
+result in case.yml's form (to review by hand, never to paste unread).
+"""
+import difflib
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from http.client import HTTPConnection, HTTPSConnection
+
+import pytest
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+import dsr_haproxy_cfg as dh  # noqa: E402  (plugins/filter is on the test path)
+
+CORPUS = os.path.join(ROOT, "tests", "corpus", "haproxy")
+CASES = sorted(d for d in os.listdir(CORPUS) if os.path.isfile(os.path.join(CORPUS, d, "case.yml")))
+HAPROXY = shutil.which("haproxy") or ("/usr/sbin/haproxy" if os.path.exists("/usr/sbin/haproxy") else None)
+OPENSSL = shutil.which("openssl")
+NO_HAPROXY = ("haproxy is not installed on this controller: scripts/ensure-test-tools.sh installs Debian's "
+              "package (`apt-get install haproxy`, never started); `haproxy -c` and the live checks skip")
+CTX = {"path": "haproxy.cfg"}
+
+
+# --- the grammar -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("line,words", [
+    ("    bind :80", ["bind", ":80"]),
+    ("\tbind\t*:8080\tname \"clear text\"", ["bind", "*:8080", "name", "clear text"]),
+    ("global#the global section", ["global"]),
+    ("    bind :8081 name clear\\ 2#comment", ["bind", ":8081", "name", "clear 2"]),
+    ("    http-request set-header X-Note \"a # inside quotes\"", ["http-request", "set-header", "X-Note",
+                                                               "a # inside quotes"]),
+    ("    log-format '%{+Q}o %t'\\ %s", ["log-format", "%{+Q}o %t %s"]),
+    ("    x \\x41\\#\\\\", ["x", "A#\\"]),
+    ("# all comment", []),
+])
+def test_words_are_cut_as_haproxy_cuts_them(line, words):
+    got, error = dh.tokenize(line)
+    assert error is None and [w["value"] for w in got] == words
+
+
+def test_environment_variables_only_count_inside_double_quotes():
+    got, _ = dh.tokenize('    bind "${ADDR}:80" $NOT:81 \'${NOR}\':82')
+    assert [w["env"] for w in got] == [False, True, False, False]
+    assert dh.tokenize('bind "unterminated')[1] == "unterminated double quote"
+
+
+@pytest.mark.parametrize("word,family,host,port,wildcard", [
+    (":80", "ipv4", "0.0.0.0", "80", True),
+    ("*:80", "ipv4", "0.0.0.0", "80", True),
+    ("0.0.0.0:80", "ipv4", "0.0.0.0", "80", True),
+    (":::80", "ipv6", "::", "80", True),
+    ("[::]:443", "ipv6", "::", "443", True),
+    ("ipv4@:80", "ipv4", "0.0.0.0", "80", True),
+    ("ipv6@:80", "ipv6", "::", "80", True),
+    ("tcp6@[2001:db8::1]:80", "ipv6", "2001:db8::1", "80", False),
+    ("::1:8404", "ipv6", "::1", "8404", False),
+    ("10.0.0.1:10080", "ipv4", "10.0.0.1", "10080", False),
+    (":8100-8102", "ipv4", "0.0.0.0", "8100-8102", True),
+    ("unix@/run/x.sock", "unix", "/run/x.sock", None, False),
+    ("/run/x.sock", "unix", "/run/x.sock", None, False),
+    ("abns@name", "abns", "name", None, False),
+    ("fd@3", "fd", "3", None, False),
+    ("sockpair@4", "sockpair", "4", None, False),
+    ("localhost:80", "name", "localhost", "80", False),
+])
+def test_address_forms(word, family, host, port, wildcard):
+    a = dh.parse_address(word)
+    assert (a["family"], a["host"], a["port"], a["wildcard"], a["error"]) == (family, host, port, wildcard, None)
+
+
+def test_address_errors_and_transports():
+    assert dh.parse_address("ipv4@::1:80")["error"] == "the prefix ipv4@ says ipv4, the address is ipv6"
+    assert dh.parse_address("foo@:80")["error"] == "unknown address prefix foo@"
+    assert dh.parse_address("quic4@:443")["transport"] == "quic"
+    assert dh.parse_address("udp@:514")["transport"] == "dgram"
+    assert dh.parse_address("${X}:80", env=True)["family"] == "env"
+    assert dh.parse_address("web1.example.com:+1000", server=True)["port"] == "+1000"
+    # An IPv6 address without brackets ends at its last colon: HAProxy takes `13` for the port.
+    assert dh.parse_address("ipv6@2001:db8::13", server=True)["error"] == (
+        "ipv6@2001:db8::13: HAProxy takes the number after the last colon as the port, which leaves 2001:db8:, "
+        "no address (write [IPv6]:port)")
+    assert dh.parse_address("[2001:db8::13]", server=True)["host"] == "2001:db8::13"
+
+
+def test_lines_the_plan_refuses():
+    cfg = ("frontend f\n    bind 10.0.0.1\n    bind \"unterminated :80\n    bind\n    bind ipv4@[::1]:80\n"
+           "backend b\n    bind :81\n")
+    assert dh.dualstack_plan(cfg, {"10.0.0.1": ["2001:db8::1"]}, CTX)["problems"] == [
+        "haproxy.cfg line 2: cannot give it an IPv6 twin safely (10.0.0.1 has no port): bind 10.0.0.1",
+        "haproxy.cfg line 3: unterminated double quote: bind \"unterminated :80",
+        "haproxy.cfg line 4: bind without an address: bind",
+        "haproxy.cfg line 5: cannot give it an IPv6 twin safely (the prefix ipv4@ says ipv4, the address is ipv6): "
+        "bind ipv4@[::1]:80"]
+
+
+BRIEF = """\
+global
+    stats socket /run/haproxy/admin.sock mode 660 level admin
+defaults
+    mode http
+frontend a
+    bind :80
+    bind *:80
+    bind 0.0.0.0:80,0.0.0.0:81
+listen b
+    bind :::80 v4v6
+    bind [::]:443 ssl crt /etc/haproxy/site.pem
+    bind ipv4@:80
+    bind ipv6@:80
+    bind unix@/run/b.sock
+    bind "fd@${FD_B}"
+"""
+
+
+def test_binds_of_every_form_with_section_line_and_family():
+    got = [(b["section"], b["line"], [(a["address"], a["family"]) for a in b["addresses"]], b["options"])
+           for b in dh.binds(BRIEF)]
+    assert got == [
+        ("frontend a", 6, [(":80", "ipv4")], []),
+        ("frontend a", 7, [("*:80", "ipv4")], []),
+        ("frontend a", 8, [("0.0.0.0:80", "ipv4"), ("0.0.0.0:81", "ipv4")], []),
+        ("listen b", 10, [(":::80", "ipv6")], ["v4v6"]),
+        ("listen b", 11, [("[::]:443", "ipv6")], ["ssl", "crt", "/etc/haproxy/site.pem"]),
+        ("listen b", 12, [("ipv4@:80", "ipv4")], []),
+        ("listen b", 13, [("ipv6@:80", "ipv6")], []),
+        ("listen b", 14, [("unix@/run/b.sock", "unix")], []),
+        ("listen b", 15, [("fd@${FD_B}", "fd")], []),
+    ]
+    dual = dh.binds(BRIEF)[3]["addresses"][0]
+    assert dual["covers_ipv4"] is True
+    plain = dh.binds("frontend x\n    bind :::80\n    bind :::81 v6only\n")
+    assert [b["addresses"][0]["covers_ipv4"] for b in plain] == [None, False]
+
+
+def test_the_plan_copies_options_and_drops_what_a_twin_cannot_share():
+    cfg = ("frontend pub\n"
+           "    bind :443 name secure id 7 ssl crt \"/etc/haproxy/my site.pem\" alpn h2,http/1.1 v4v6 # tls\n"
+           "    bind 127.0.0.1:8404 name stats\n")
+    plan = dh.dualstack_plan(cfg, ctx=CTX)
+    assert plan["added"] == [
+        {"after": 2, "section": "frontend pub",
+         "line": 'bind :::443 v6only name secure ssl crt "/etc/haproxy/my site.pem" alpn h2,http/1.1'},
+        {"after": 3, "section": "frontend pub", "line": "bind [::1]:8404 name stats"}]
+    assert plan["problems"] == [] and plan["text"].count("\n") == 5
+    assert [(l["address"], l["port"], l["added"]) for l in plan["listens"]] == [("::", "443", True),
+                                                                              ("::1", "8404", True)]
+
+
+def test_the_plan_keeps_indentation_and_crlf():
+    cfg = "frontend pub\r\n\t\tbind :80\r\n    default_backend app\r\n"
+    plan = dh.dualstack_plan(cfg)
+    assert plan["text"] == "frontend pub\r\n\t\tbind :80\r\n\t\tbind :::80 v6only\r\n    default_backend app\r\n"
+    assert plan["edits"] == [{"after": 2, "insert": "\t\tbind :::80 v6only\r\n"}]
+
+
+def test_specific_addresses_need_their_interface_s_ipv6_address():
+    cfg = "listen l\n    bind 192.0.2.5:80,192.0.2.6:80\n"
+    plan = dh.dualstack_plan(cfg, {"192.0.2.5": ["2001:DB8::5"]}, CTX)
+    assert plan["added"] == [] and plan["text"] == cfg
+    assert plan["problems"] == [
+        "haproxy.cfg line 2: cannot give it an IPv6 twin safely (192.0.2.6 is a specific IPv4 address and the "
+        "IPv6 address of its interface is not known): bind 192.0.2.5:80,192.0.2.6:80"]
+    plan = dh.dualstack_plan(cfg, {"192.0.2.5": ["2001:db8::5"], "192.0.2.6": ["2001:db8::6", "2001:db8::7"]})
+    assert [a["line"] for a in plan["added"]] == ["bind [2001:db8::5]:80,[2001:db8::6]:80"]
+
+
+def test_server_lines_and_the_host_map():
+    cfg = ("backend app\n    server web1 192.0.2.11:80 check\n    server web2 [2001:db8::12]:80\n"
+           "    server-template web 3 app.example.com:80\n    default-server inter 2s\n"
+           "peers p\n    server lb1 192.0.2.1:10000\n"
+           "listen l\n    server web3 192.0.2.13\n")
+    got = [(s["backend"], s["server"], s["address"], s["port"], s["family"], s["template"])
+           for s in dh.servers(cfg)]
+    assert got == [("app", "web1", "192.0.2.11", "80", "ipv4", False),
+                   ("app", "web2", "2001:db8::12", "80", "ipv6", False),
+                   ("app", "web", "app.example.com", "80", "name", True),
+                   ("l", "web3", "192.0.2.13", None, "ipv4", False)]
+    hostvars = {"a1": {"dsr_lb_address": "192.0.2.11"}, "a2": {"dsr_lb_address": "192.0.2.99",
+                                                                "dsr_lb_address6": "2001:DB8::12"}}
+    assert dh.server_names(cfg, ["a1", "a2"], hostvars) == {"a1": ["app/web1"], "a2": ["app/web2"]}
+    with pytest.raises(dh.AnsibleFilterError) as e:
+        dh.server_names(dh.servers(cfg), ["a1", "a3"], dict(hostvars, a3={"dsr_lb_address": "192.0.2.50"}))
+    assert str(e.value) == "HAProxy's configuration has no server line for a3 (192.0.2.50)"
+
+
+def test_filter_module():
+    assert sorted(dh.FilterModule().filters()) == ["dsr_haproxy_binds", "dsr_haproxy_dualstack_plan",
+                                                   "dsr_haproxy_server_names", "dsr_haproxy_servers"]
+
+
+# --- the corpus --------------------------------------------------------------------------------------
+
+def load(case):
+    with open(os.path.join(CORPUS, case, "case.yml")) as f:
+        meta = yaml.safe_load(f)
+    with open(os.path.join(CORPUS, case, "haproxy.cfg"), "rb") as f:
+        text = f.read().decode("utf-8")
+    return meta, text
+
+
+def run(meta, text):
+    return dh.dualstack_plan(text, meta.get("interfaces") or {}, CTX)
+
+
+def compact(text, plan):
+    binds = []
+    for b in dh.binds(text):
+        if b["error"]:
+            binds.append("%d %s: error %s" % (b["line"], b["section"], b["error"]))
+            continue
+        addrs = ", ".join("%s %s%s" % (a["address"], a["family"], "*" if a["wildcard"] else "")
+                          for a in b["addresses"])
+        binds.append("%d %s: %s%s" % (b["line"], b["section"], "(section line) " if b["header"] else "", addrs))
+    return {
+        "binds": binds,
+        "servers": ["%s/%s %s" % (s["backend"], s["server"], _server_addr(s)) for s in dh.servers(text)],
+        "added": ["%d: %s" % (a["after"], a["line"]) for a in plan["added"]],
+        "problems": plan["problems"], "notes": plan["notes"],
+    }
+
+
+def _server_addr(s):
+    if s["family"] in ("ipv4", "ipv6", "name"):
+        host = "[%s]" % s["address"] if s["family"] == "ipv6" else s["address"]
+        return host + (":%s" % s["port"] if s["port"] else "")
+    return "%s (%s)" % (s["raw"], s["family"])
+
+
+def test_corpus_is_large_enough():
+    assert len(CASES) >= 18
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_expected_plan(case):
+    meta, text = load(case)
+    got = compact(text, run(meta, text))
+    exp = meta["expected"]
+    assert got["binds"] == (exp.get("binds") or [])
+    assert got["servers"] == (exp.get("servers") or [])
+    assert got["added"] == (exp.get("added") or [])
+    for kind in ("problems", "notes"):
+        want = exp.get(kind) or []
+        assert len(got[kind]) == len(want), got[kind]
+        for g, w in zip(got[kind], want):
+            assert g.startswith(w), (g, w)
+    if meta.get("haproxy_c") == "refused":
+        assert got["problems"], "HAProxy refuses this configuration: the plan must stop on it"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_only_whole_lines_are_inserted_and_a_second_plan_adds_nothing(case):
+    meta, text = load(case)
+    plan = run(meta, text)
+    a, b = text.splitlines(True), plan["text"].splitlines(True)
+    inserted = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if tag == "equal":
+            continue
+        if tag == "replace" and i2 == len(a) and i2 - i1 == 1 and not text.endswith("\n"):
+            # The last line has no LF: it gets one, and the twin follows it.
+            assert b[j1].rstrip("\r\n") == a[i1], (a[i1], b[j1])
+            inserted.extend(x.strip() for x in b[j1 + 1:j2])
+            continue
+        assert tag == "insert", (tag, a[i1:i2], b[j1:j2])
+        inserted.extend(x.strip() for x in b[j1:j2])
+    assert inserted == [x["line"] for x in plan["added"]]
+    again = run(meta, plan["text"])
+    assert again["added"] == [] and again["text"] == plan["text"]
+
+
+def _cert(tmp_path):
+    pem = tmp_path / "cert.pem"
+    if not pem.exists():
+        if not OPENSSL:
+            pytest.skip("openssl is not installed: no certificate for the TLS binds")
+        key, crt = tmp_path / "key.pem", tmp_path / "crt.pem"
+        subprocess.run([OPENSSL, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                        str(crt), "-days", "30", "-subj", "/CN=localhost"], check=True, capture_output=True)
+        pem.write_bytes(crt.read_bytes() + key.read_bytes())
+    return str(pem)
+
+
+def _dhparam(tmp_path):
+    out = tmp_path / "dhparam.pem"
+    if not OPENSSL:
+        pytest.skip("openssl is not installed: no DH parameters")
+    if not out.exists():
+        subprocess.run([OPENSSL, "genpkey", "-genparam", "-algorithm", "DH", "-pkeyopt", "dh_param:ffdhe2048",
+                        "-out", str(out)], check=True, capture_output=True)
+    return str(out)
+
+
+def _errorfile(tmp_path):
+    out = tmp_path / "503.http"
+    out.write_bytes(b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\n\r\nno server\n")
+    return str(out)
+
+
+def haproxy_check(meta, text, tmp_path):
+    """`haproxy -c` on `text`, with the files case.yml names made in a scratch directory
+    (absolute paths rewritten there, relative ones made beside the configuration)."""
+    work = tmp_path / "etc"
+    work.mkdir(exist_ok=True)
+    for path, kind in sorted((meta.get("files") or {}).items()):
+        made = {"cert": _cert, "dhparam": _dhparam, "errorfile": _errorfile}[kind](tmp_path)
+        if os.path.isabs(path):
+            local = str(work / path.strip("/").replace("/", "_").replace("<", "").replace(">", "")
+                        .replace("+", "_"))
+            text = text.replace(path, local)
+        else:
+            local = str(work / path)
+        shutil.copyfile(made, local)
+    cfg = work / "haproxy.cfg"
+    cfg.write_bytes(text.encode("utf-8"))
+    env = dict(os.environ, **{k: str(v) for k, v in (meta.get("env") or {}).items()})
+    fds, socks = [], []
+    for name in meta.get("fds") or []:
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        fds.append(s.fileno())
+        env[name] = str(s.fileno())
+    try:
+        r = subprocess.run([HAPROXY, "-c", "-f", str(cfg)], capture_output=True, text=True, cwd=str(work),
+                           env=env, pass_fds=fds, timeout=60)
+    finally:
+        for s in socks:
+            s.close()
+    return r.returncode, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_haproxy_accepts_the_result(case, tmp_path):
+    if not HAPROXY:
+        pytest.skip(NO_HAPROXY)
+    meta, text = load(case)
+    plan = run(meta, text)
+    rc, out = haproxy_check(meta, text, tmp_path)
+    if meta.get("haproxy_c") == "refused":
+        assert rc != 0, "HAProxy accepts the original after all: %s" % out
+        assert meta["haproxy_c_why"] in out
+        return
+    assert rc == 0, out
+    rc, out = haproxy_check(meta, plan["text"], tmp_path)
+    assert rc == 0, out
+    assert "WARNING" not in out or case in ("kubeadm-ha-apiserver", "octopi-v4v6"), out
+
+
+# --- a planned configuration, running ---------------------------------------------------------------
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def listening(port):
+    """{"0.0.0.0", "[::]", "*", "[::1]", ...}: the local addresses `ss` lists for TCP port `port`
+    (`[::]` is an IPv6-only socket, `*` a dual-stack one)."""
+    out = subprocess.run(["ss", "-ltnH", "sport", "= :%d" % port], capture_output=True, text=True).stdout
+    return {line.split()[3].rsplit(":", 1)[0] for line in out.splitlines() if line.strip()}
+
+
+def tcp6_ports():
+    ports = set()
+    with open("/proc/net/tcp6") as f:
+        for line in f.readlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            if state == "0A":
+                ports.add((local.split(":")[0], int(local.split(":")[1], 16)))
+    return ports
+
+
+LIVE = """\
+global
+    stats socket {dir}/admin.sock mode 600 level admin
+
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 10s
+    timeout server 10s
+
+frontend public
+    bind :{p1}
+    bind *:{p2} ssl crt {cert} alpn h2,http/1.1
+    http-request return status 200 content-type text/plain lf-string "public %[dst]"
+
+frontend stats
+    bind 127.0.0.1:{p3} name stats
+    http-request return status 200 content-type text/plain lf-string "stats %[dst]"
+"""
+
+
+def test_the_planned_twins_listen_and_answer_over_ipv6(tmp_path):
+    if not HAPROXY:
+        pytest.skip(NO_HAPROXY)
+    if not shutil.which("ss"):
+        pytest.skip("ss (iproute2) is not installed: the listening sockets cannot be read")
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 on loopback here")
+    p1, p2, p3 = free_port(), free_port(), free_port()
+    text = LIVE.format(dir=tmp_path, p1=p1, p2=p2, p3=p3, cert=_cert(tmp_path))
+    plan = dh.dualstack_plan(text, ctx=CTX)
+    assert [a["line"] for a in plan["added"]] == [
+        "bind :::%d v6only" % p1, "bind :::%d v6only ssl crt %s alpn h2,http/1.1" % (p2, _cert(tmp_path)),
+        "bind [::1]:%d name stats" % p3]
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_text(plan["text"])
+    assert subprocess.run([HAPROXY, "-c", "-f", str(cfg)], capture_output=True).returncode == 0
+    log = open(str(tmp_path / "haproxy.log"), "w")
+    proc = subprocess.Popen([HAPROXY, "-f", str(cfg), "-db"], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 10
+        while not os.path.exists(str(tmp_path / "admin.sock")):
+            assert proc.poll() is None and time.time() < deadline, (tmp_path / "haproxy.log").read_text()
+            time.sleep(0.05)
+        # Each wildcard twin is an IPv6-only socket beside the IPv4 one (ss lists a dual-stack one as `*`).
+        assert listening(p1) == {"0.0.0.0", "[::]"}
+        assert listening(p2) == {"0.0.0.0", "[::]"}
+        assert listening(p3) == {"127.0.0.1", "[::1]"}
+        v6 = tcp6_ports()
+        assert ("0" * 32, p1) in v6 and ("0" * 32, p2) in v6 and ("0" * 24 + "01000000", p3) in v6
+        for host in ("127.0.0.1", "::1"):
+            conn = HTTPConnection(host, p1, timeout=5)
+            conn.request("GET", "/")
+            assert conn.getresponse().read().decode() == "public %s" % host
+            conn.close()
+            tls = HTTPSConnection(host, p2, timeout=5, context=ssl._create_unverified_context())
+            tls.request("GET", "/")
+            assert tls.getresponse().read().decode() == "public %s" % host
+            tls.close()
+            conn = HTTPConnection(host, p3, timeout=5)
+            conn.request("GET", "/")
+            assert conn.getresponse().read().decode() == "stats %s" % host
+            conn.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+
+
+if __name__ == "__main__":
+    name = sys.argv[1]
+    m, t = load(name) if os.path.exists(os.path.join(CORPUS, name, "case.yml")) else ({}, open(
+        os.path.join(CORPUS, name, "haproxy.cfg")).read())
+    print(yaml.safe_dump({"expected": compact(t, run(m, t))}, sort_keys=False, width=200))
