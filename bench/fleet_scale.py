@@ -46,6 +46,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
 IMAGES = ["dualstack-rollout/debian:11", "dualstack-rollout/debian:12", "dualstack-rollout/debian:13"]
 WAVES = [1, "50%", "100%"]
+# The drain waits for the requests in flight (none here) plus one read of
+# the balancer's workers: counted as 1 s per wave in the floor.
 DRAIN = 1
 CORES = os.cpu_count()
 SETTINGS = {
@@ -60,7 +62,7 @@ def inventory(n, d):
     inv = {"all": {
         "vars": {"sandbox_network": "dsr-scale", "sandbox_subnet4": "172.30.60.0/24",
                  "sandbox_subnet6": "fd42:d5a:60::/64", "dsr_waves": WAVES, "dsr_max_fail_percentage": 0,
-                 "lb_nginx__drain_seconds": DRAIN, "dsr_audit_ignore_addresses": ["127.0.0.11"]},
+                 "dsr_audit_ignore_addresses": ["127.0.0.11"]},
         "children": {
             "sandbox": {"children": {"lb": {}, "app_hosts": {}},
                         "vars": {"ansible_connection": "docker", "ansible_become": False,

@@ -123,6 +123,18 @@ def upstream_address(host, hostvars, ipv6_upstreams=True):
     return v6 if (_true(ipv6_upstreams) and ok and v6) else v4
 
 
+def targets(hosts, hostvars, ipv6_upstreams=True):
+    """What an operator's balancer tasks (dsr_lb_external_*) get for
+    `hosts`: [{host, ipv4, ipv6, address}], `address` being where the
+    balancer should reach the host (upstream_address)."""
+    out = []
+    for h in hosts or []:
+        hv = hostvars[h]
+        out.append({"host": h, "ipv4": hv.get("dsr_lb_address") or None, "ipv6": hv.get("dsr_lb_address6") or None,
+                    "address": upstream_address(h, hostvars, ipv6_upstreams)})
+    return out
+
+
 def enable_changes(hosts, hostvars, ipv6_upstreams=True):
     """{ipv4: change} putting `hosts` back, each on upstream_address()."""
     out = {}
@@ -161,6 +173,21 @@ def drained_hosts(text, hosts, hostvars):
     return out
 
 
+_WORKER = re.compile(r"^\s*(\d+)\s+nginx: worker process\b")
+
+
+def nginx_old_workers(ps_before, ps_now):
+    """The pids of nginx workers in `ps_before` (`ps -e -o pid=,args=` read
+    before the reload) still alive as nginx workers in `ps_now`. A reload
+    makes every worker of before finish the requests it holds and exit
+    (`nginx: worker process is shutting down` meanwhile); until it has, a
+    request it holds may still be going to a drained server. A worker not
+    yet told of the reload still counts: it holds requests too."""
+    def workers(text):
+        return set(int(m.group(1)) for m in (_WORKER.match(line) for line in (text or "").splitlines()) if m)
+    return sorted(workers(ps_before) & workers(ps_now))
+
+
 class FilterModule(object):
     def filters(self):
         return {
@@ -170,4 +197,6 @@ class FilterModule(object):
             "dsr_lb_upstream_address": upstream_address,
             "dsr_lb_known_changes": known_changes,
             "dsr_lb_drained": drained_hosts,
+            "dsr_nginx_old_workers": nginx_old_workers,
+            "dsr_lb_targets": targets,
         }

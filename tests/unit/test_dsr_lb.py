@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from dsr_lb import AnsibleFilterError, drain_change, enable_changes, upstream_address, upstream_edit, upstream_servers
@@ -85,3 +87,119 @@ def test_drained_hosts_are_found_by_either_address():
     hv = {"a1": {"dsr_lb_address": "10.0.0.1"}, "a2": {"dsr_lb_address": "10.0.0.2", "dsr_lb_address6": "fd00:0::2"},
           "a3": {"dsr_lb_address": "10.0.0.3"}}
     assert drained_hosts(text, ["a3", "a2", "a1"], hv) == ["a2", "a1"]
+
+
+# `ps -e -o pid=,args=` of a balancer before and after `nginx -s reload`
+# while one old worker still finishes a request (nginx 1.22, captured form).
+PS_BEFORE = """    1 /sbin/init
+   38 nginx: master process /usr/sbin/nginx -g daemon on; master_process on;
+   39 nginx: worker process
+   40 nginx: worker process
+   41 nginx: cache manager process
+"""
+PS_AFTER = """    1 /sbin/init
+   38 nginx: master process /usr/sbin/nginx -g daemon on; master_process on;
+   40 nginx: worker process is shutting down
+   52 nginx: worker process
+   53 nginx: worker process
+"""
+
+
+def test_old_workers_are_those_of_before_still_alive():
+    from dsr_lb import nginx_old_workers
+    assert nginx_old_workers(PS_BEFORE, PS_AFTER) == [40]
+    # Not yet told of the reload: still holds its requests.
+    assert nginx_old_workers(PS_BEFORE, PS_BEFORE) == [39, 40]
+    assert nginx_old_workers(PS_BEFORE, PS_AFTER.replace("   40 nginx: worker process is shutting down\n", "")) == []
+    # A pid reused by something else is not a worker.
+    assert nginx_old_workers(PS_BEFORE, "   39 /usr/bin/python3 app.py\n") == []
+    assert nginx_old_workers("", PS_AFTER) == []
+
+
+def test_a_real_nginx_reload_keeps_the_worker_of_a_slow_request_until_it_ends(tmp_path):
+    """The oracle: a real nginx proxies a 2 s request; after `nginx -s
+    reload` the worker that holds it stays (shutting down) until the answer
+    is sent, and the filter names it until then, and nothing after."""
+    import http.server
+    import shutil
+    import socket
+    import subprocess
+    import threading
+    import time
+    import urllib.request
+
+    from dsr_lb import nginx_old_workers
+
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    if not nginx:
+        pytest.skip("no nginx on this machine (scripts/ensure-test-tools.sh installs it)")
+
+    class Slow(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            time.sleep(2)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"slow")
+
+        def log_message(self, *a):
+            pass
+
+    backend = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=backend.serve_forever, daemon=True).start()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    conf = tmp_path / "nginx.conf"
+    conf.write_text("""pid %(d)s/nginx.pid;
+error_log %(d)s/error.log;
+worker_processes 2;
+events { worker_connections 64; }
+http {
+    access_log off;
+    client_body_temp_path %(d)s; proxy_temp_path %(d)s; fastcgi_temp_path %(d)s;
+    uwsgi_temp_path %(d)s; scgi_temp_path %(d)s;
+    server { listen 127.0.0.1:%(p)d; location / { proxy_pass http://127.0.0.1:%(b)d; } }
+}
+""" % {"d": tmp_path, "p": port, "b": backend.server_address[1]})
+    subprocess.run([nginx, "-c", str(conf), "-p", str(tmp_path)], check=True)
+    try:
+        for _ in range(50):
+            if (tmp_path / "nginx.pid").exists():
+                break
+            time.sleep(0.1)
+        # Only this nginx's workers: other nginx (test containers) may run on this machine.
+        ps = ["ps", "--ppid", (tmp_path / "nginx.pid").read_text().strip(), "-o", "pid=,args="]
+        answer = {}
+        t = threading.Thread(target=lambda: answer.update(
+            body=urllib.request.urlopen("http://127.0.0.1:%d/" % port, timeout=10).read()))
+        t.start()
+        time.sleep(0.5)  # the request is in a worker, waiting on the backend
+        before = subprocess.run(ps, capture_output=True, text=True).stdout
+        subprocess.run([nginx, "-c", str(conf), "-p", str(tmp_path), "-s", "reload"], check=True)
+        time.sleep(0.5)
+        held = nginx_old_workers(before, subprocess.run(ps, capture_output=True, text=True).stdout)
+        assert len(held) == 1, held  # only the worker holding the request
+        t.join(10)
+        assert answer.get("body") == b"slow"  # the reload did not cut it
+        for _ in range(50):
+            if not nginx_old_workers(before, subprocess.run(ps, capture_output=True, text=True).stdout):
+                break
+            time.sleep(0.1)
+        assert nginx_old_workers(before, subprocess.run(ps, capture_output=True, text=True).stdout) == []
+    finally:
+        subprocess.run([nginx, "-c", str(conf), "-p", str(tmp_path), "-s", "stop"])
+        backend.shutdown()
+
+
+def test_targets_for_an_operators_balancer_say_where_to_reach_each_host():
+    from dsr_lb import targets
+    hv = {"a": {"dsr_lb_address": "10.0.0.1", "dsr_lb_address6": "fd00::1", "dsr_dualstack_ok": True},
+          "b": {"dsr_lb_address": "10.0.0.2", "dsr_lb_address6": "fd00::2"},
+          "c": {"dsr_lb_address": "10.0.0.3", "dsr_lb_address6": "fd00::3", "dsr_dualstack_ok": True,
+                "dsr_trust": {"ipv6_upstream_ok": False}}}
+    assert targets(["a", "b", "c"], hv) == [
+        {"host": "a", "ipv4": "10.0.0.1", "ipv6": "fd00::1", "address": "fd00::1"},
+        {"host": "b", "ipv4": "10.0.0.2", "ipv6": "fd00::2", "address": "10.0.0.2"},  # not verified dual-stack
+        {"host": "c", "ipv4": "10.0.0.3", "ipv6": "fd00::3", "address": "10.0.0.3"}]  # a trust rule has no twin
+    assert [t["address"] for t in targets(["a"], hv, False)] == ["10.0.0.1"]  # rollback: IPv4
+    assert targets([], hv) == []
