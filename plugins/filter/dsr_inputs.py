@@ -65,6 +65,11 @@ def _port(value):
         return False
 
 
+# The steps of a wave an operator's balancer can take over, each with a
+# task file of its own (dsr_lb_external_drain, _enable, _verify).
+EXTERNAL_STEPS = ("drain", "enable", "verify")
+
+
 def input_problems(hostvars, groups, app_group="app_hosts", lb_group="lb", waves=None, specs=None):
     """Every bad input of the fleet, one message each (empty when all is well)."""
     specs = role_specs() if specs is None else specs
@@ -130,6 +135,18 @@ def input_problems(hostvars, groups, app_group="app_hosts", lb_group="lb", waves
             present, secs = _get(hv, name)
             if present and not (not isinstance(secs, bool) and str(secs).isdigit() and int(secs) > 0):
                 problems.append("host %s: %s %r is not a number of seconds above 0" % (host, name, secs))
+        for step in EXTERNAL_STEPS:
+            name = "dsr_lb_external_" + step
+            present, path = _get(hv, name)
+            if not present or path in (None, ""):
+                continue
+            if not (isinstance(path, str) and os.path.isabs(path) and os.path.isfile(path)):
+                problems.append("host %s: %s %r is not the absolute path of a task file on the controller "
+                                "(for example \"{{ inventory_dir }}/balancer/%s.yml\")" % (host, name, path, step))
+            elif lbs:
+                problems.append("host %s: %s is set and group %s (variable dsr_lb_group) names a balancer (%s): "
+                                "the tool drives one balancer, nginx in group %s or the operator's tasks, not both"
+                                % (host, name, lb_group, ", ".join(lbs), lb_group))
         present, peer = _get(hv, "lb_nginx__verify_from")
         if present and peer and peer not in inventory:
             problems.append("host %s: lb_nginx__verify_from %r is not a host of this inventory" % (host, peer))

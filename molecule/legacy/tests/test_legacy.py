@@ -185,6 +185,26 @@ def test_the_journal_is_the_controller_users_alone():
         assert (st.st_uid, st.st_mode & 0o777) == (os.getuid(), 0o600), (name, oct(st.st_mode))
 
 
+BALANCER_LOG = os.path.join(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent"), "balancer.log")
+
+
+def balancer_steps():
+    """The steps the operator's balancer tasks (balancer.yml) recorded since
+    the last call: [(step, [(host, address), ...]), ...] in order."""
+    if not os.path.exists(BALANCER_LOG):
+        return []
+    with open(BALANCER_LOG) as f:
+        entries = [json.loads(line) for line in f if line.strip()]
+    os.remove(BALANCER_LOG)
+    return [(e["step"], [(t["host"], t["address"]) for t in e["targets"]]) for e in entries]
+
+
+def by_wave(steps):
+    """[(drain, enable, verify)] per wave, checked to come in that order."""
+    assert [s for s, _ in steps] == ["drain", "enable", "verify"] * (len(steps) // 3), steps
+    return [steps[i:i + 3] for i in range(0, len(steps), 3)]
+
+
 def fingerprints():
     return {name: host(name).check_output("/usr/local/sbin/dsr-fingerprint") for name in HOSTS}
 
@@ -197,9 +217,17 @@ def test_the_audit_over_ssh_changes_nothing():
 
 
 def test_rollback_restores_every_byte_and_the_ipv4_listeners(peer_host):
+    balancer_steps()
     r = playbook("rollback.yml")
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-4000:]
+    # The operator's balancer drained each wave, then took it back on IPv4.
+    steps = balancer_steps()
+    assert [s for s, _ in steps] == ["drain", "enable"] * (len(steps) // 2) and steps, steps
+    assert sorted(h for s, t in steps if s == "drain" for h, _ in t) == sorted(HOSTS), steps
+    for _, targets in steps[1::2]:
+        for h, address in targets:
+            assert address == addresses(host(h))["ipv4"][0], (h, address)
     for name in HOSTS:
         h = host(name)
         assert h.check_output("/usr/local/sbin/dsr-fingerprint") == h.file("/var/tmp/dsr-before.txt").content_string.strip()
@@ -247,12 +275,18 @@ def dual_stack(peer_host):
 
 def rollout_fails_and_restores(peer_host, **env):
     """A rewrite that moves every service to loopback (dsr_test_sabotage) is
-    caught against the host's own before-state and put back."""
+    caught against the host's own before-state and put back, into the
+    balancer too: on IPv4, and the run stops after that first wave."""
+    balancer_steps()
     r = playbook("rollout.yml", "-e", '{"dsr_test_sabotage": true}', **env)
     out = r.stdout + r.stderr
     assert r.returncode != 0, out[-3000:]
     assert "no longer listens on 0.0.0.0:8000" in out, out[-3000:]
     as_before(peer_host)
+    (drain, enable, _), = by_wave(balancer_steps())
+    assert drain[1] == enable[1] and len(drain[1]) == 1, (drain, enable)
+    h, address = enable[1][0]
+    assert address == addresses(host(h))["ipv4"][0], enable
 
 
 def test_a_failed_rollout_over_ssh_leaves_every_host_as_before(peer_host):
@@ -296,6 +330,14 @@ def test_requiretty_without_pipelining_fails_rolls_out_audits_and_rolls_back(req
     r = playbook("rollout.yml", **env)
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     dual_stack(peer_host)
+    # Canary, then the waves: each drained on IPv4, back on IPv6 once dual-stack.
+    waves = by_wave(balancer_steps())
+    assert [len(d[1]) for d, _, _ in waves] == [1, 1, 1], waves
+    assert sorted(h for d, _, _ in waves for h, _ in d[1]) == sorted(HOSTS)
+    for drain, enable, verify in waves:
+        (h, drained_at), = drain[1]
+        assert drained_at == addresses(host(h))["ipv4"][0], drain
+        assert enable[1] == verify[1] == [(h, addresses(host(h))["ipv6"][0])], (enable, verify)
     r = playbook("audit.yml", **env)
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     r = playbook("rollback.yml", **env)
