@@ -9,6 +9,11 @@ A URL that has never answered yet (the balancer's IPv6 address before the
 rollout makes the balancer listen on IPv6) is "not up": its refusals are
 counted apart (not_up), and `failed` counts only failures after the URL
 first answered, i.e. requests a working service dropped.
+
+--slow URL (repeatable) adds requests that take a while (the sandbox app's
+/slow?s=N): --slow-concurrency of them per URL always in flight, each with
+a time-out of N + 10 s, counted apart (slow_sent, slow_failed), so that a
+drain that does not wait for requests in flight shows as slow failures.
 Python 3 standard library only, so it runs inside a test host.
 """
 import argparse
@@ -46,6 +51,31 @@ def worker(url, args, stats, lock, stop):
         time.sleep(max(0.0, interval - dt))
 
 
+def slow_worker(url, args, slow, lock, stop):
+    """One slow request after another on `url` until stop; every one that
+    does not end in a 200 (cut, reset, timed out) after the URL first
+    answered is a slow failure."""
+    while not stop.is_set():
+        ok = False
+        try:
+            with urllib.request.urlopen(url, timeout=args.slow_timeout) as r:
+                r.read()
+                ok = r.status == 200
+        except Exception:  # noqa: BLE001 - every failure counts the same
+            ok = False
+        with lock:
+            s = slow[url]
+            s["sent"] += 1
+            if ok:
+                s["up"] = True
+            elif s["up"]:
+                s["failed"] += 1
+            else:
+                s["not_up"] += 1
+        if not ok:
+            time.sleep(0.5)
+
+
 def pct(values, p):
     if not values:
         return None
@@ -62,26 +92,36 @@ def main():
     ap.add_argument("--max-requests", type=int, default=200000)
     ap.add_argument("--stop-file", default="/tmp/loadgen.stop")
     ap.add_argument("--out", default="/tmp/loadgen.json")
+    ap.add_argument("--slow", action="append", default=[], help="a slow URL (repeatable)")
+    ap.add_argument("--slow-concurrency", type=int, default=2)
+    ap.add_argument("--slow-timeout", type=float, default=20.0)
     args = ap.parse_args()
     if os.path.exists(args.stop_file):
         os.remove(args.stop_file)
     stats = {u: {"sent": 0, "failed": 0, "not_up": 0, "up": False, "lat": []} for u in args.urls}
     lock, stop = threading.Lock(), threading.Event()
+    slow = {u: {"sent": 0, "failed": 0, "not_up": 0, "up": False} for u in args.slow}
     threads = [threading.Thread(target=worker, args=(u, args, stats, lock, stop), daemon=True) for u in args.urls]
+    threads += [threading.Thread(target=slow_worker, args=(u, args, slow, lock, stop), daemon=True)
+                for u in args.slow for _ in range(args.slow_concurrency)]
     for t in threads:
         t.start()
     deadline = time.monotonic() + args.max_seconds
     while not stop.is_set() and time.monotonic() < deadline and not os.path.exists(args.stop_file):
         time.sleep(0.2)
     stop.set()
+    # Slow requests in flight are let finish (they count once they end).
     for t in threads:
-        t.join(timeout=args.timeout + 1)
+        t.join(timeout=max(args.timeout, args.slow_timeout if args.slow else 0) + 1)
     lat = [x for s in stats.values() for x in s["lat"]]
     result = {
         "sent": sum(s["sent"] for s in stats.values()),
         "failed": sum(s["failed"] for s in stats.values()),
         "not_up": sum(s["not_up"] for s in stats.values()),
         "per_url": {u: {"sent": s["sent"], "failed": s["failed"], "not_up": s["not_up"]} for u, s in stats.items()},
+        "slow_sent": sum(s["sent"] for s in slow.values()),
+        "slow_failed": sum(s["failed"] for s in slow.values()),
+        "slow_per_url": {u: {"sent": s["sent"], "failed": s["failed"], "not_up": s["not_up"]} for u, s in slow.items()},
         "p50_ms": pct(lat, 50),
         "p99_ms": pct(lat, 99),
     }

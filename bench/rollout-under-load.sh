@@ -2,7 +2,10 @@
 # Benchmark: the fleet rollout while a bounded load generator sends requests
 # through the load balancer over IPv4 and IPv6, against a naive baseline in
 # the same run (migrate every host in place at once, no drain). Prints, for
-# each: requests sent, failed, p50/p99 latency and wall time.
+# each: requests sent, failed, p50/p99 latency and wall time; and the slow
+# requests (the sandbox app's /slow, BENCH_SLOW_SECONDS each, one always in
+# flight per family; the app hosts' gunicorn has two sync workers): sent and
+# failed.
 #
 # Uses the Molecule `fleet` scenario's hosts (created here, destroyed at the
 # end). The load runs inside the balancer container against its own global
@@ -14,6 +17,7 @@ cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH" ANSIBLE_CONFIG="$PWD/ansible.cfg" ANSIBLE_HOME="$PWD/.ansible"
 RATE=${BENCH_RATE:-20}
 MAXS=${BENCH_MAX_SECONDS:-900}
+SLOW=${BENCH_SLOW_SECONDS:-6}
 LB=dsr-lb
 
 cleanup() { molecule destroy -s fleet >/dev/null 2>&1 || true; }
@@ -34,6 +38,7 @@ phase() {  # name, command...
   local name=$1; shift
   docker exec $LB rm -f /tmp/loadgen.stop /tmp/loadgen.json
   docker exec -d $LB python3 /usr/local/bin/loadgen.py --rate "$RATE" --max-seconds "$MAXS" \
+    --slow "http://$v4/slow?s=$SLOW" --slow "http://[$v6]/slow?s=$SLOW" --slow-timeout $((SLOW + 10)) --slow-concurrency 1 \
     "http://$v4/" "http://[$v6]/"
   sleep 2
   local t0 t1 rc=0
@@ -42,7 +47,7 @@ phase() {  # name, command...
   t1=$(date +%s.%N)
   sleep 2
   docker exec $LB touch /tmp/loadgen.stop
-  for _ in $(seq 1 20); do docker exec $LB test -s /tmp/loadgen.json && break; sleep 1; done
+  for _ in $(seq 1 $((SLOW + 30))); do docker exec $LB test -s /tmp/loadgen.json && break; sleep 1; done
   printf '%s\t%s\t%.1f\t%s\n' "$name" "$(docker exec $LB cat /tmp/loadgen.json)" "$(python3 -c "print($t1 - $t0)")" "$rc" >>/tmp/bench-results.tsv
 }
 
@@ -58,13 +63,15 @@ echo
 echo "failed: requests that got no 200 after their URL had first answered (dropped by a working service);"
 echo "not_up: refusals before the balancer first answered on that family (IPv6 before rollout.yml"
 echo "        makes the balancer listen on IPv6)."
-printf '%-7s %9s %7s %7s %8s %8s %9s %s\n' run sent failed not_up p50_ms p99_ms wall_s rc
+echo "slow: requests of $SLOW s to /slow, one in flight per family all the time; failed as above."
+printf '%-7s %9s %7s %7s %8s %8s %9s %9s %11s %s\n' run sent failed not_up p50_ms p99_ms slow_sent slow_failed wall_s rc
 while IFS=$'\t' read -r name json wall rc; do
   python3 - "$name" "$json" "$wall" "$rc" <<'PY'
 import json, sys
 name, j, wall, rc = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]
-print("%-7s %9d %7d %7d %8s %8s %9s %s" % (name, j["sent"], j["failed"], j["not_up"], j["p50_ms"], j["p99_ms"], wall, rc))
-for u, v in sorted(j["per_url"].items()):
-    print("          %-32s sent %6d  failed %5d  not_up %5d" % (u, v["sent"], v["failed"], v["not_up"]))
+print("%-7s %9d %7d %7d %8s %8s %9d %9d %11s %s" % (name, j["sent"], j["failed"], j["not_up"], j["p50_ms"], j["p99_ms"],
+                                                  j.get("slow_sent", 0), j.get("slow_failed", 0), wall, rc))
+for u, v in sorted(list(j["per_url"].items()) + list(j.get("slow_per_url", {}).items())):
+    print("          %-40s sent %6d  failed %5d  not_up %5d" % (u, v["sent"], v["failed"], v["not_up"]))
 PY
 done </tmp/bench-results.tsv
