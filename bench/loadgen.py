@@ -37,18 +37,24 @@ def worker(url, args, stats, lock, stop):
             ok = False
         dt = time.monotonic() - t0
         with lock:
-            s = stats[url]
-            s["sent"] += 1
+            count(stats[url], ok)
             if ok:
-                s["up"] = True
-                s["lat"].append(dt)
-            elif s["up"]:
-                s["failed"] += 1
-            else:
-                s["not_up"] += 1
+                stats[url]["lat"].append(dt)
             if sum(v["sent"] for v in stats.values()) >= args.max_requests:
                 stop.set()
         time.sleep(max(0.0, interval - dt))
+
+
+def count(s, ok):
+    """One request's outcome in its URL's stats: a failure before the URL
+    first answered is "not up", after it "failed"."""
+    s["sent"] += 1
+    if ok:
+        s["up"] = True
+    elif s["up"]:
+        s["failed"] += 1
+    else:
+        s["not_up"] += 1
 
 
 def slow_worker(url, args, slow, lock, stop):
@@ -64,14 +70,7 @@ def slow_worker(url, args, slow, lock, stop):
         except Exception:  # noqa: BLE001 - every failure counts the same
             ok = False
         with lock:
-            s = slow[url]
-            s["sent"] += 1
-            if ok:
-                s["up"] = True
-            elif s["up"]:
-                s["failed"] += 1
-            else:
-                s["not_up"] += 1
+            count(slow[url], ok)
         if not ok:
             time.sleep(0.5)
 

@@ -1,5 +1,9 @@
 import os
+import shutil
+import subprocess
 import sys
+
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 for sub in ("plugins/filter", "plugins/modules", "plugins/module_utils"):
@@ -11,3 +15,14 @@ DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 def data(name):
     with open(os.path.join(DATA, name)) as f:
         return f.read()
+
+
+def pyenv_python(version, exe):
+    """The path of `exe` (python2.7, python3.6, ...) of pyenv's `version`
+    build on this machine; the calling test skips when there is none."""
+    root = subprocess.run(["pyenv", "root"], capture_output=True, text=True).stdout.strip() \
+        if shutil.which("pyenv") else ""
+    path = os.path.join(root, "versions", version, "bin", exe) if root else ""
+    if not path or not os.path.exists(path):
+        pytest.skip("%s %s is not installed here (pyenv)" % (exe, version))
+    return path

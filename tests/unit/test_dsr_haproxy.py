@@ -24,6 +24,8 @@ from socketserver import ThreadingMixIn
 
 import pytest
 
+from conftest import pyenv_python
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MODULE = os.path.join(ROOT, "plugins", "modules", "dsr_haproxy.py")
 import dsr_haproxy as hx  # noqa: E402  (plugins/modules is on the test path)
@@ -513,13 +515,6 @@ def test_the_module_through_ansible(lb):
     assert rc != 0 and res["failed"] and res["msg"] == "backend app has no server nope; its servers: web1, web2"
 
 
-def _pyenv(version, exe):
-    root = subprocess.run(["pyenv", "root"], capture_output=True, text=True).stdout.strip() \
-        if shutil.which("pyenv") else ""
-    path = os.path.join(root, "versions", version, "bin", exe) if root else ""
-    if not path or not os.path.exists(path):
-        pytest.skip("%s %s is not installed here (pyenv)" % (exe, version))
-    return path
 
 
 FLEET_PY = textwrap.dedent("""
@@ -540,7 +535,7 @@ FLEET_PY = textwrap.dedent("""
 
 @pytest.mark.parametrize("version,exe", [("2.7.18", "python2.7"), ("3.6.15", "python3.6")])
 def test_the_fleet_s_python_talks_to_haproxy(version, exe, lb, tmp_path):
-    py = _pyenv(version, exe)
+    py = pyenv_python(version, exe)
     r = subprocess.run([py, "-c", "import py_compile, sys; py_compile.compile(sys.argv[1], sys.argv[2], doraise=True)",
                         MODULE, str(tmp_path / "dsr_haproxy.pyc")], capture_output=True, text=True,
                        env={"PYTHONDONTWRITEBYTECODE": "1", "PATH": "/usr/bin:/bin"})

@@ -7,6 +7,8 @@ import textwrap
 
 import pytest
 
+from conftest import pyenv_python
+
 import gunicorn_services as gs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -408,13 +410,6 @@ def test_documentation_lists_the_commands():
 
 # --- the fleet's interpreters ---------------------------------------------------------------------
 
-def _pyenv(version, exe):
-    root = subprocess.run(["pyenv", "root"], capture_output=True, text=True).stdout.strip() \
-        if subprocess.run(["which", "pyenv"], capture_output=True).returncode == 0 else ""
-    path = os.path.join(root, "versions", version, "bin", exe) if root else ""
-    if not path or not os.path.exists(path):
-        pytest.skip("%s %s is not installed here (pyenv)" % (exe, version))
-    return path
 
 
 PY_CHECK = textwrap.dedent("""
@@ -433,7 +428,7 @@ PY_CHECK = textwrap.dedent("""
 
 @pytest.mark.parametrize("version,exe", [("2.7.18", "python2.7"), ("3.6.15", "python3.6")])
 def test_module_compiles_and_parses_under_fleet_python(version, exe, tmp_path):
-    py = _pyenv(version, exe)
+    py = pyenv_python(version, exe)
     r = subprocess.run([py, "-m", "py_compile", MODULE], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     r = subprocess.run([py, "-c", PY_CHECK], capture_output=True, text=True, cwd=str(tmp_path),
@@ -472,7 +467,7 @@ PY27_CORPUS = textwrap.dedent("""
 def test_corpus_discovers_the_same_under_fleet_python(version, exe, tmp_path):
     """The fleet's Python 2.7 and 3.6 hosts: the whole corpus gives the same result as here."""
     from test_gunicorn_services_corpus import case_names, lay_out
-    py = _pyenv(version, exe)
+    py = pyenv_python(version, exe)
     jobs, want = [], {}
     for name in case_names():
         root = str(tmp_path / name)
