@@ -14,7 +14,7 @@ bind list, `reuse_port` and `forwarded_allow_ips` to write so that:
   `::ffff:` form (and `::1`) join `forwarded_allow_ips`, so X-Forwarded-Proto
   still counts on gunicorn 19.9 (exact string match) and later.
 
-Two strategies for a wildcard bind (see README, "Bind rules (gunicorn)"):
+Two strategies for a wildcard bind (see docs/rules.md, "Bind rules (gunicorn)"):
   separate (default)  keep 0.0.0.0:P, add [::]:P as its own socket. IPv4 peers,
                       logs and proxy trust stay byte-identical. Needs
                       bindv6only=1, or reuse_port (gunicorn >= 19.8) which
