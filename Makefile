@@ -13,10 +13,14 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_HOME := $(CURDIR)/.ansible
 export MOLECULE_GLOB := molecule/*/molecule.yml
 
-# Molecule scenarios run by `make test`, in order. Those in LEGACY_SCENARIOS
-# run under the ansible-core 2.16 controller (.venv-legacy), the others
-# under the newest.
-SCENARIOS ?= baseline default contract fleet legacy
+# Molecule scenarios run by `make test`, in two lanes side by side (each
+# lane in order; about the same time each; every scenario has its own
+# containers and network). LANES="a b c" runs them one after another. Those
+# in LEGACY_SCENARIOS run under the ansible-core 2.16 controller
+# (.venv-legacy), the others under the newest. Each scenario's output:
+# logs/molecule/SCENARIO.log.
+LANES ?= "fleet default baseline" "legacy contract haproxy"
+SCENARIOS := baseline default contract fleet haproxy legacy
 LEGACY_SCENARIOS := legacy
 LEGACY_VENV ?= .venv-legacy
 
@@ -77,12 +81,10 @@ py36-fallback = $(shell docker image inspect $(PY36_IMAGE) >/dev/null 2>&1 || \
 molecule: venv images
 	@fallback="$(py36-fallback)"; [ -z "$$fallback" ] || \
 	  echo "== NOTE: no image $(PY36_IMAGE) (no CPython 3.6 in this machine's pyenv): the legacy scenario's Python 3.6 host is SKIPPED ($$fallback)"; \
-	for s in $(SCENARIOS); do \
-	  bin=$(BIN); case " $(LEGACY_SCENARIOS) " in *" $$s "*) bin=$(CURDIR)/$(LEGACY_VENV)/bin;; esac; \
-	  echo "== molecule scenario $$s ($$($$bin/ansible --version | head -1))"; start=$$(date +%s); \
-	  env $$fallback PATH=$$bin:$$PATH $$bin/molecule test -s $$s || { echo "scenario $$s FAILED"; exit 1; }; \
-	  echo "== scenario $$s passed in $$(( $$(date +%s) - start )) s"; \
-	done
+	start=$$(date +%s); \
+	DSR_BIN=$(BIN) DSR_LEGACY_BIN=$(CURDIR)/$(LEGACY_VENV)/bin DSR_LEGACY_SCENARIOS="$(LEGACY_SCENARIOS)" \
+	  DSR_SCENARIO_ENV="$$fallback" scripts/run-scenarios.sh logs/molecule $(LANES); \
+	echo "== molecule scenarios took $$(( $$(date +%s) - start )) s"
 
 scenario: venv images
 	bin=$(BIN); case " $(LEGACY_SCENARIOS) " in *" $(S) "*) bin=$(CURDIR)/$(LEGACY_VENV)/bin;; esac; \

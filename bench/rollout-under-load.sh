@@ -7,8 +7,10 @@
 # flight per family; the app hosts' gunicorn has two sync workers): sent and
 # failed.
 #
-# Uses the Molecule `fleet` scenario's hosts (created here, destroyed at the
-# end). The load runs inside the balancer container against its own global
+# Usage: bench/rollout-under-load.sh [fleet|haproxy]
+# Uses the Molecule `fleet` scenario's hosts (nginx as the balancer), or the
+# `haproxy` scenario's (HAProxy 2.6), created here and destroyed at the
+# end. The load runs inside the balancer container against its own global
 # addresses, so every request crosses client -> LB -> app over the real
 # network namespaces. Bounded: at most BENCH_RATE req/s per family and
 # BENCH_MAX_SECONDS per phase.
@@ -18,18 +20,23 @@ export PATH="$PWD/.venv/bin:$PATH" ANSIBLE_CONFIG="$PWD/ansible.cfg" ANSIBLE_HOM
 RATE=${BENCH_RATE:-20}
 MAXS=${BENCH_MAX_SECONDS:-900}
 SLOW=${BENCH_SLOW_SECONDS:-6}
-LB=dsr-lb
+SCENARIO=${1:-fleet}
+case $SCENARIO in
+  fleet) LB=dsr-lb FAULTY=dsr-app3 ;;
+  haproxy) LB=dsr-h-lb FAULTY=dsr-h-app3 ;;
+  *) echo "usage: $0 [fleet|haproxy]" >&2; exit 2 ;;
+esac
 
-cleanup() { molecule destroy -s fleet >/dev/null 2>&1 || true; }
+cleanup() { molecule destroy -s "$SCENARIO" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 
-echo "== creating the sandbox fleet (molecule fleet scenario, no fault)"
-molecule destroy -s fleet >/dev/null 2>&1 || true
-molecule create -s fleet >/dev/null
-molecule converge -s fleet >/dev/null
-# the fleet scenario puts a squatter on one host for its fault test; not here
-docker exec dsr-app3 sh -c 'systemctl disable --now sandbox-squatter.service 2>/dev/null || true'
-inv=$(ls -d .ansible/tmp/molecule.*.fleet/inventory | head -1)
+echo "== creating the sandbox fleet (molecule $SCENARIO scenario, no fault)"
+molecule destroy -s "$SCENARIO" >/dev/null 2>&1 || true
+molecule create -s "$SCENARIO" >/dev/null
+molecule converge -s "$SCENARIO" >/dev/null
+# the scenario puts a squatter on one host for its fault test; not here
+docker exec $FAULTY sh -c 'systemctl disable --now sandbox-squatter.service 2>/dev/null || true'
+inv=$(ls -d .ansible/tmp/molecule.*."$SCENARIO"/inventory | head -1)
 docker cp bench/loadgen.py $LB:/usr/local/bin/loadgen.py >/dev/null
 v4=$(docker exec $LB ip -j -4 addr show dev eth0 scope global | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["addr_info"][0]["local"])')
 v6=$(docker exec $LB ip -j -6 addr show dev eth0 scope global | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["addr_info"][0]["local"])')
@@ -63,6 +70,8 @@ echo "== naive baseline: every host migrated in place at once, no drain"
 phase naive ansible-playbook -i "$inv" playbooks/migrate-host.yml -e dsr_journal_dir=/tmp/bench-journal
 
 echo
+if [ "$SCENARIO" = haproxy ]; then prog=$(docker exec $LB haproxy -v | head -1); else prog=$(docker exec $LB nginx -v 2>&1); fi
+echo "balancer: $prog ($SCENARIO scenario)"
 echo "failed: requests that got no 200 after their URL had first answered (dropped by a working service);"
 echo "not_up: refusals before the balancer first answered on that family (IPv6 before rollout.yml"
 echo "        makes the balancer listen on IPv6)."

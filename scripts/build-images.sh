@@ -65,6 +65,7 @@ pkgfiles() {
   case $1 in
     legacy) echo "$here/images/packages-legacy.txt $here/images/packages-ssh.txt" ;;
     py36) echo "$here/images/packages.txt $here/images/packages-ssh.txt" ;;
+    bookworm) echo "$here/images/packages.txt $here/images/packages-lb.txt" ;;
     *) echo "$here/images/packages.txt" ;;
   esac
 }
@@ -158,6 +159,8 @@ build_one() {
     chroot "$root" /bin/sh /tmp/customize-ssh.sh
     rm -f "$root/tmp/customize-ssh.sh"
   fi
+  # HAProxy is there for the haproxy scenario's balancer, off until it starts it.
+  if [ "$suite" = bookworm ]; then chroot "$root" systemctl disable haproxy.service >/dev/null 2>&1; fi
   if [ "$suite" = legacy ]; then install_wheels "$root"; fi
   if [ "$suite" = py36 ]; then install_py36 "$root" "$(py36_build)"; fi
   if [ -n "${DSR_CA_BUNDLE:-}" ]; then

@@ -65,7 +65,7 @@ def _owner(l):
 def audit_host(h):
     host = h.get("host")
     row = {"host": host, "role": h.get("role", "app"), "state": "unreadable", "error": h.get("error") or "",
-           "kernel": {}, "services": [], "nginx": None, "unmanaged": [], "reach": h.get("reach") or {},
+           "kernel": {}, "services": [], "nginx": None, "haproxy": None, "unmanaged": [], "reach": h.get("reach") or {},
            "problems": [], "trust": []}
     if row["error"]:
         row["problems"].append(row["error"])
@@ -122,6 +122,21 @@ def audit_host(h):
         row["nginx"] = {"families": fam, "listeners": sorted(set(_fmt(l) for l in nginx_listeners)),
                         "missing_ipv6_ports": missing,
                         "coverage": "complete" if not missing else "IPv6 missing on %s" % ", ".join(map(str, missing))}
+        states.append(fam if not missing else "ipv4-only")
+
+    # A balancer's HAProxy (dsr_lb_backend: haproxy): its sockets, and the
+    # IPv4 binds of its file that have no IPv6 twin yet (dsr_haproxy_dualstack_plan).
+    hplan = h.get("haproxy")
+    haproxy_listeners = [l for l in listeners if "haproxy.service" in (l.get("unit"), l.get("owner"))]
+    if hplan is not None or haproxy_listeners:
+        managed_units.add("haproxy.service")
+        missing = sorted(set(int(x["port"]) for x in (hplan or {}).get("listens", [])
+                             if x.get("added") and str(x.get("port")).isdigit()))
+        fam = families(haproxy_listeners)
+        row["haproxy"] = {"families": fam, "listeners": sorted(set(_fmt(l) for l in haproxy_listeners)),
+                          "missing_ipv6_ports": missing,
+                          "coverage": "complete" if not missing else "IPv6 missing on %s" % ", ".join(map(str, missing))}
+        row["problems"].extend((hplan or {}).get("problems", []))
         states.append(fam if not missing else "ipv4-only")
 
     ignore = set(h.get("ignore_addresses") or [])

@@ -973,8 +973,9 @@ def wider(v4, v6):
     return {NONE: v6 != NONE, SOME: v6 == ALL, ALL: False}[v4]
 
 
-def ipv6_exposed_ports(gunicorn_plans, nginx_plan=None):
-    """{port: service} for every non-loopback IPv6 socket the migration adds."""
+def ipv6_exposed_ports(gunicorn_plans, nginx_plan=None, haproxy_plan=None):
+    """{port: service} for every non-loopback IPv6 socket the migration adds
+    (gunicorn's binds, nginx's listens, a balancer HAProxy's added binds)."""
     out = {}
     for item in gunicorn_plans or []:
         for l in item["plan"]["listeners"]:
@@ -985,6 +986,10 @@ def ipv6_exposed_ports(gunicorn_plans, nginx_plan=None):
         ip = ipaddress.ip_address(l["address"])
         if ip.version == 6 and not ip.is_loopback:
             out.setdefault(int(l["port"]), "nginx.service")
+    for l in (haproxy_plan or {}).get("listens", []):
+        ip = ipaddress.ip_address(l["address"])
+        if l.get("added") and ip.version == 6 and not ip.is_loopback:
+            out.setdefault(int(l["port"]), "haproxy.service")
     return out
 
 

@@ -51,6 +51,35 @@ listeners, and the binds of peers and log-forward sections.
 `server-template`) of the backend and listen sections, so that app hosts can
 be mapped to HAProxy server names by address
 (`dsr_haproxy_server_names(servers, hosts, hostvars)`).
+
+`dsr_haproxy_server_edit(text, changes, ctx)`: the text with the servers
+named in `changes` ({"BACKEND/SERVER": "ADDRESS"}, a bare IPv4 or IPv6
+address) pointed at their new address, so that a reload keeps what the
+runtime API set. Only the address inside the address word changes; its
+port, the options, comments, indentation and line ends, and every other
+line keep each byte:
+
+  server web1 192.0.2.11:80 check      -> server web1 [2001:db8::11]:80 check
+  server web1 ipv4@192.0.2.11:80       -> server web1 ipv6@[2001:db8::11]:80
+  server web1 [2001:db8::11]           -> server web1 192.0.2.11   (no port stays no port)
+
+An IPv6 address is always written in brackets (HAProxy 2.6 `haproxy -c`
+accepts `[A]:PORT`, `ipv6@[A]:PORT` and `[A]`; without brackets it takes
+the number after the last colon for the port, so `2001:db8::11` with no
+port would be read as `2001:db8:` port 11), in its compressed form. A
+family prefix that names one family (`ipv4@`/`ipv6@`, `tcp4@`/`tcp6@`)
+gets the new address's (HAProxy refuses `ipv4@[2001:db8::11]:80`); `ip@`,
+`tcp@` and `stream+` stay. A server that already has the address (compared
+as addresses: `0:0::1` is `::1`) is left as it is, so a second edit
+changes nothing. Refused (an error naming the file, the line and the host
+of `ctx`; nothing is edited): a server that does not exist or whose
+BACKEND/SERVER appears twice, a `server-template`, an address word that is
+not an IP literal (host name, environment variable, UNIX or other socket,
+wildcard `0.0.0.0`: the client's own destination), a port range or offset
+(`+N`/`-N`), a prefix that disagrees with the address, an address word
+with quotes or escapes inside, and a new address that is not a plain IP
+address (a port, brackets, a scope `%eth0`, `0.0.0.0`/`::`). Servers in
+`.if` blocks are edited like the others.
 """
 from __future__ import annotations
 
@@ -266,10 +295,11 @@ def _statements(text):
         yield number, body, end, words, error, section, tuple(stack)
 
 
-def _where(ctx, number):
+def _where(ctx, number=None):
     ctx = ctx or {}
     host = "host %s: " % ctx["host"] if ctx.get("host") else ""
-    return "%s%s line %d" % (host, ctx.get("path") or "haproxy.cfg", number)
+    line = " line %d" % number if number else ""
+    return "%s%s%s" % (host, ctx.get("path") or "haproxy.cfg", line)
 
 
 def bind_lines(text):
@@ -346,6 +376,11 @@ def _fmt_twin(host, port):
     return ":::%s" % port if host == "::" else "[%s]:%s" % (host, port)
 
 
+def _int_port(port):
+    """A listen's port as the number ss reports (a range stays text)."""
+    return int(port) if str(port).isdigit() else port
+
+
 def dualstack_plan(text, interfaces=None, ctx=None):
     """dsr_haproxy_dualstack_plan: the IPv6 twin of every IPv4 bind, see the module's docstring."""
     text = text or ""
@@ -399,7 +434,7 @@ def dualstack_plan(text, interfaces=None, ctx=None):
             elif a["port"] is None:
                 problems.append("%s has no port" % a["address"])
             elif a["family"] == "ipv6":
-                result["listens"].append({"address": a["host"], "port": a["port"], "section": e["section"],
+                result["listens"].append({"address": a["host"], "port": _int_port(a["port"]), "section": e["section"],
                                           "line": e["line"], "added": False})
             elif a["family"] == "ipv4":
                 hosts, add = _twin_hosts(a, interfaces)
@@ -427,7 +462,7 @@ def dualstack_plan(text, interfaces=None, ctx=None):
         inserts[e["line"]] = (indent + line, end, e["_end"] == "")
         for h, p in twins:
             have.append((e["_section_id"], e["_block"], h, p))
-            result["listens"].append({"address": h, "port": p, "section": e["section"], "line": e["line"],
+            result["listens"].append({"address": h, "port": _int_port(p), "section": e["section"], "line": e["line"],
                                       "added": True})
         result["added"].append({"after": e["line"], "section": e["section"], "line": line})
         result["edits"].append({"after": e["line"], "insert": indent + line + (end if e["_end"] else "")})
@@ -504,6 +539,136 @@ def server_names(config, hosts, hostvars):
     return out
 
 
+def _word_starts(body, words):
+    """The offset in `body` of each word of tokenize(body) (words are
+    separated by spaces and tabs only), or None if they cannot be found."""
+    out, i = [], 0
+    for w in words:
+        while i < len(body) and body[i] in " \t":
+            i += 1
+        if not body.startswith(w["raw"], i):
+            return None
+        out.append(i)
+        i += len(w["raw"])
+    return out
+
+
+def _new_address(value):
+    """(ipaddress object, None) for a change's address, or (None, why)."""
+    try:
+        ip = ipaddress.ip_address(str(value).strip() if value is not None else "")
+    except ValueError:
+        return None, ("%r is not a bare IPv4 or IPv6 address (no port, no brackets, no name)" % (value,))
+    if getattr(ip, "scope_id", None):
+        return None, "%s has a scope: HAProxy 2.6 cannot resolve [%s]" % (value, value)
+    if ip.is_unspecified:
+        return None, "%s is the unspecified address: a server there connects to each client's own destination" % (
+            value,)
+    return ip, None
+
+
+def _edit_server_word(body, ip):
+    """(the line `body` with the address of its server's address word set to
+    `ip`, None) or (None, why it is refused)."""
+    words, error = tokenize(body)
+    if error or len(words) < 3 or words[0]["value"] != "server":
+        return None, error or "not a server line"
+    word, starts = words[2], _word_starts(body, words)
+    if starts is None:
+        return None, "cannot find the address word"
+    raw, value = word["raw"], word["value"]
+    if word["env"]:
+        return None, "the address %s comes from an environment variable" % raw
+    if raw == value:
+        inner = 0
+    elif len(raw) >= 2 and raw[0] in "'\"" and raw[-1] == raw[0] and raw[1:-1] == value:
+        inner = 1
+    else:
+        return None, "the address word %s has quotes or escapes inside" % raw
+    a = parse_address(value, server=True)
+    if a["error"]:
+        return None, a["error"]
+    if a["family"] in ("unix", "abns", "fd", "sockpair"):
+        return None, "%s is not an IP socket" % value
+    if a["family"] == "name":
+        return None, "%s is a host name, not an IP address" % a["host"]
+    if a["family"] not in ("ipv4", "ipv6") or a["transport"] != "stream":
+        return None, "%s is not a TCP address" % value
+    if a["wildcard"]:
+        return None, "%s is the unspecified address: the server connects to each client's own destination" % value
+    if a["port"] is not None and a["port"][0] in "+-":
+        return None, "the port %s is an offset from the client's port" % a["port"]
+    if _same(a["host"], str(ip)):
+        return body, None
+    # The host part of the value: after the prefix, in brackets or up to the last colon.
+    m = _PREFIX.match(value)
+    rest_at = m.end() if m else 0
+    rest = value[rest_at:]
+    if rest.startswith("["):
+        host_end = rest_at + rest.index("]") + 1
+    else:
+        host_end = rest_at + (rest.rfind(":") if ":" in rest else len(rest))
+    family = "ipv%d" % ip.version
+    new = value[:rest_at] + ("[%s]" % ip if ip.version == 6 else str(ip)) + value[host_end:]
+    if m and PREFIXES[m.group(2)][0] not in (None, family):
+        name = m.group(2)
+        new = new[:m.start(2)] + name[:-1] + family[-1] + new[m.end(2):]
+    at = starts[2] + inner
+    return body[:at] + new + body[at + len(value):], None
+
+
+def server_edit(text, changes, ctx=None):
+    """dsr_haproxy_server_edit: the text with the named servers' addresses
+    changed, every other byte kept, see the module's docstring."""
+    text = text or ""
+    if not isinstance(changes, dict):
+        raise AnsibleFilterError("dsr_haproxy_server_edit: the changes must be a dict {\"BACKEND/SERVER\": "
+                                 "\"ADDRESS\"}, not %s" % type(changes).__name__)
+    entries = servers(text)
+    lines = _lines(text)
+    bodies = dict((number, body) for number, body, end in lines)
+    problems, edits = [], {}
+    for key, value in changes.items():
+        backend, slash, name = str(key).partition("/")
+        if not slash or not backend or not name or "/" in name:
+            problems.append("%s: %r is not BACKEND/SERVER" % (_where(ctx), key))
+            continue
+        ip, why = _new_address(value)
+        if ip is None:
+            problems.append("%s: %s: %s" % (_where(ctx), key, why))
+            continue
+        found = [s for s in entries if s["backend"] == backend and s["server"] == name]
+        if not found:
+            made = [s for s in entries if s["backend"] == backend and s["template"]
+                    and re.match(r"^%s[0-9]+$" % re.escape(s["server"]), name)]
+            if made:
+                problems.append("%s: %s is made by a server-template, whose addresses are not edited: %s"
+                                % (_where(ctx, made[0]["line"]), key, made[0]["text"]))
+            else:
+                problems.append("%s: there is no server %s in a backend or listen section" % (_where(ctx), key))
+            continue
+        if len(found) > 1:
+            problems.append("%s: the server %s appears %d times (lines %s): which one to edit is not known"
+                            % (_where(ctx, found[0]["line"]), key, len(found),
+                               ", ".join(str(s["line"]) for s in found)))
+            continue
+        s = found[0]
+        if s["template"]:
+            problems.append("%s: %s is a server-template, whose addresses are not edited: %s"
+                            % (_where(ctx, s["line"]), key, s["text"]))
+            continue
+        new, why = _edit_server_word(bodies[s["line"]], ip)
+        if new is None:
+            problems.append("%s: cannot point %s at %s (%s): %s" % (_where(ctx, s["line"]), key, ip, why, s["text"]))
+        elif new != bodies[s["line"]]:
+            edits[s["line"]] = new
+    if problems:
+        raise AnsibleFilterError("HAProxy's server lines were not edited: %s" % "; ".join(problems))
+    if not edits:
+        return text
+    return "".join(edits.get(number, body) + end for number, body, end in lines)
+
+
 class FilterModule(object):
     def filters(self):
         return {
@@ -511,4 +676,5 @@ class FilterModule(object):
             "dsr_haproxy_dualstack_plan": dualstack_plan,
             "dsr_haproxy_servers": servers,
             "dsr_haproxy_server_names": server_names,
+            "dsr_haproxy_server_edit": server_edit,
         }

@@ -68,6 +68,8 @@ def _port(value):
 # The steps of a wave an operator's balancer can take over, each with a
 # task file of its own (dsr_lb_external_drain, _enable, _verify).
 EXTERNAL_STEPS = ("drain", "enable", "verify")
+# The balancer programs the tool edits (group lb): roles lb_nginx, lb_haproxy.
+LB_BACKENDS = ("nginx", "haproxy")
 
 
 def input_problems(hostvars, groups, app_group="app_hosts", lb_group="lb", waves=None, specs=None):
@@ -90,6 +92,20 @@ def input_problems(hostvars, groups, app_group="app_hosts", lb_group="lb", waves
         except AnsibleFilterError as e:
             problems.append("dsr_waves: %s" % str(e).replace("dsr_waves: ", ""))
     inventory = set(h for members in groups.values() for h in members)
+    # One balancer program for the fleet: every host must read the same one.
+    backends = {}
+    for host in apps + [h for h in lbs if h not in apps]:
+        present, value = _get(hostvars[host], "dsr_lb_backend")
+        backends.setdefault(value if present else "nginx", []).append(host)
+    for value, hosts in sorted(backends.items(), key=lambda kv: str(kv[0])):
+        if value not in LB_BACKENDS:
+            problems.append("host %s: dsr_lb_backend %r is not one of %s"
+                            % (", ".join(hosts), value, ", ".join(LB_BACKENDS)))
+    if len(backends) > 1:
+        problems.append("dsr_lb_backend differs between hosts (%s): set it once, for group all"
+                        % "; ".join("%s on %s" % (v, ", ".join(h)) for v, h in sorted(backends.items(), key=lambda kv: str(kv[0]))))
+    if "haproxy" in backends and not lbs:
+        problems.append("dsr_lb_backend is haproxy, but group %s (variable dsr_lb_group) names no balancer" % lb_group)
 
     for host in apps + [h for h in lbs if h not in apps]:
         hv = hostvars[host]

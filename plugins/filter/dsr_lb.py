@@ -1,5 +1,6 @@
-"""Drain, enable and re-address app hosts in an nginx load balancer's
-upstream block (filter plugin).
+"""Drain, enable and re-address app hosts in the load balancer (filter
+plugin): an nginx upstream block, or HAProxy's servers (dsr_haproxy_*,
+below; the module dsr_haproxy talks to its runtime API).
 
 The load balancer's upstream file lists each app host as a `server` line:
 
@@ -188,6 +189,91 @@ def nginx_old_workers(ps_before, ps_now):
     return sorted(workers(ps_before) & workers(ps_now))
 
 
+# --- HAProxy (dsr_lb_backend: haproxy) ----------------------------------------------------------
+
+def _ep(address, port):
+    if not address:
+        return "?"
+    a = "[%s]" % address if ":" in str(address) else str(address)
+    return "%s:%s" % (a, port) if port else a
+
+
+def haproxy_runtime(names, runtime, configured, hostvars, ctx=None):
+    """HAProxy as it runs, against its configuration on disk, for the app
+    hosts' servers (`names`: dsr_haproxy_server_names).
+
+    runtime     dsr_haproxy's `servers` (state read): what HAProxy runs now
+    configured  dsr_haproxy_servers of the file on disk
+
+    Returns {problems, forced, unfinished, runtime_only}:
+      forced        {"B/S": ready|drain|maint}: the state `set server ...
+                    state` (or `disabled` in the file) put it in, as found
+      unfinished    app hosts whose server an earlier run left drained, or
+                    at the host's other address than the file says (it
+                    stopped between writing the file and the runtime API):
+                    their wave finishes the move
+      runtime_only  servers (any, not only the app hosts') whose drain or
+                    maint was set at run time, not by `disabled` in the
+                    file: a reload would put them back into service
+      problems      a server the file names that HAProxy does not run, or
+                    runs at an address that is none of its host's (the
+                    file on disk is not what runs: reload HAProxy first)
+    """
+    ctx = ctx or {}
+    where = "load balancer %s: " % ctx["host"] if ctx.get("host") else ""
+    path = ctx.get("path", "haproxy.cfg")
+    run = dict(("%s/%s" % (s["backend"], s["server"]), s) for s in runtime or [])
+    conf = dict(("%s/%s" % (s["backend"], s["server"]), s) for s in configured or [] if not s.get("template"))
+    out = {"problems": [], "forced": {}, "unfinished": [], "runtime_only": []}
+    for host in sorted(names or {}):
+        hv = hostvars[host]
+        mine = [a for a in (hv.get("dsr_lb_address"), hv.get("dsr_lb_address6")) if a]
+        for name in names[host]:
+            r, c = run.get(name), conf.get(name)
+            if r is None:
+                out["problems"].append(
+                    "%s%s line %s names server %s for %s, but HAProxy does not run it (runtime API): reload "
+                    "HAProxy so that it runs the file on disk" % (where, path, c["line"] if c else "?", name, host))
+                continue
+            out["forced"][name] = r.get("forced") or "ready"
+            same = c is not None and _same(r.get("address") or "", c.get("address") or "")
+            if not same and not any(_same(r.get("address") or "", m) for m in mine):
+                out["problems"].append(
+                    "%sHAProxy runs server %s (%s) at %s, but %s line %s says %s: reload HAProxy so that it runs "
+                    "the file on disk" % (where, name, host, _ep(r.get("address"), r.get("port")), path,
+                                          c["line"] if c else "?", _ep(c and c.get("address"), c and c.get("port"))))
+            elif not same or r.get("forced") == "drain":
+                if host not in out["unfinished"]:
+                    out["unfinished"].append(host)
+    for name, r in sorted(run.items()):
+        c = conf.get(name)
+        forced = r.get("forced") or "ready"
+        if forced in ("drain", "maint") and not (c and forced == "maint" and "disabled" in c.get("options", [])):
+            out["runtime_only"].append("%s (%s)" % (name, forced))
+    return out
+
+
+def haproxy_enable(hosts, hostvars, names, forced=None, ipv6_upstreams=True):
+    """[{host, server, address, state}] putting `hosts` back into HAProxy:
+    each of a host's servers on upstream_address(), `ready`, except a server
+    found forced into `maint` (its operator took it out; `forced` is
+    dsr_haproxy_runtime's), which keeps `maint`. A server in maintenance
+    only through a server it tracks is put `ready`: it follows that one."""
+    out = []
+    for h in hosts or []:
+        address = upstream_address(h, hostvars, ipv6_upstreams)
+        for name in (names or {}).get(h, []):
+            state = "maint" if (forced or {}).get(name) == "maint" else "ready"
+            out.append({"host": h, "server": name, "address": address, "state": state})
+    return out
+
+
+def haproxy_drain(hosts, names, forced=None):
+    """The servers of `hosts` to drain: every one, except those found forced
+    into `maint` (no traffic reaches them; a drain would take them out of it)."""
+    return [n for h in hosts or [] for n in (names or {}).get(h, []) if (forced or {}).get(n) != "maint"]
+
+
 class FilterModule(object):
     def filters(self):
         return {
@@ -199,4 +285,7 @@ class FilterModule(object):
             "dsr_lb_drained": drained_hosts,
             "dsr_nginx_old_workers": nginx_old_workers,
             "dsr_lb_targets": targets,
+            "dsr_haproxy_runtime": haproxy_runtime,
+            "dsr_haproxy_enable": haproxy_enable,
+            "dsr_haproxy_drain": haproxy_drain,
         }

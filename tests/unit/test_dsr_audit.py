@@ -125,3 +125,36 @@ def test_ignored_addresses_and_kernel_state_from_addresses():
                kernel={"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.bindv6only": "0"})
     assert row["kernel"]["ipv6"] == "disabled" and row["state"] == "ipv6-disabled"
     assert "no global IPv6 address to request" in row["problems"]
+
+
+# A balancer that runs HAProxy: its sockets are its own (not "unmanaged"),
+# and its file's IPv4 binds without an IPv6 twin are named, from the real plan.
+HAPROXY_CFG = "frontend web\n    bind :80\n    default_backend app\nbackend app\n    server a1 10.0.0.11:80\n"
+HA_BEFORE = """\
+LISTEN 0 4096 0.0.0.0:80 0.0.0.0:* ino:200 sk:1 cgroup:/system.slice/haproxy.service <->
+"""
+HA_AFTER = HA_BEFORE + """\
+LISTEN 0 4096 [::]:80 [::]:* ino:201 sk:2 cgroup:/system.slice/haproxy.service v6only:1 <->
+"""
+
+
+def lb_host(text, config):
+    from dsr_haproxy_cfg import dualstack_plan
+    return audit_host({"host": "lb1", "role": "lb", "listeners": parse_ss(text, V), "services": [], "kernel": KERNEL,
+                       "nginx": None, "haproxy": dualstack_plan(config, {}, {"host": "lb1"}),
+                       "ipv6_addresses": ["fd00::2"], "reach": {"4": True, "6": False}})
+
+
+def test_haproxy_balancer_before_and_after():
+    row = lb_host(HA_BEFORE, HAPROXY_CFG)
+    assert row["state"] == "ipv4-only" and row["unmanaged"] == []
+    assert row["haproxy"]["coverage"] == "IPv6 missing on 80" and row["haproxy"]["listeners"] == ["0.0.0.0:80"]
+    twinned = HAPROXY_CFG.replace("    bind :80\n", "    bind :80\n    bind :::80 v6only\n")
+    row = lb_host(HA_AFTER, twinned)
+    assert row["state"] == "dual-stack" and row["haproxy"]["coverage"] == "complete", row
+    assert row["haproxy"]["families"] == "dual-stack"
+
+
+def test_haproxy_bind_the_plan_cannot_twin_is_a_problem():
+    row = lb_host(HA_BEFORE, HAPROXY_CFG.replace("bind :80", "bind lb.example:80"))
+    assert any("lb.example is a host name" in p for p in row["problems"]), row["problems"]

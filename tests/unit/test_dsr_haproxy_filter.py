@@ -10,6 +10,11 @@ says HAProxy 2.x refuses it, a case the plan must stop on). A planned config
 is started for real to show that each `bind :::PORT v6only` twin listens on
 IPv6 only, beside the IPv4 socket, and answers a request over ::1.
 
+The server edit (dsr_haproxy_server_edit) is checked on a table of lines
+(only the edited lines differ, a second edit changes nothing, IPv6 and back
+gives the original bytes), on its refusals, and by `haproxy -c` on the
+edited configurations (inline ones and corpus ones).
+
 `python tests/unit/test_dsr_haproxy_filter.py CASE` prints a case's actual
 result in case.yml's form (to review by hand, never to paste unread).
 """
@@ -30,6 +35,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 import dsr_haproxy_cfg as dh  # noqa: E402  (plugins/filter is on the test path)
+import dsr_ss  # noqa: E402
 
 CORPUS = os.path.join(ROOT, "tests", "corpus", "haproxy")
 CASES = sorted(d for d in os.listdir(CORPUS) if os.path.isfile(os.path.join(CORPUS, d, "case.yml")))
@@ -162,8 +168,8 @@ def test_the_plan_copies_options_and_drops_what_a_twin_cannot_share():
          "line": 'bind :::443 v6only name secure ssl crt "/etc/haproxy/my site.pem" alpn h2,http/1.1'},
         {"after": 3, "section": "frontend pub", "line": "bind [::1]:8404 name stats"}]
     assert plan["problems"] == [] and plan["text"].count("\n") == 5
-    assert [(l["address"], l["port"], l["added"]) for l in plan["listens"]] == [("::", "443", True),
-                                                                              ("::1", "8404", True)]
+    assert [(l["address"], l["port"], l["added"]) for l in plan["listens"]] == [("::", 443, True),
+                                                                              ("::1", 8404, True)]
 
 
 def test_the_plan_keeps_indentation_and_crlf():
@@ -205,7 +211,8 @@ def test_server_lines_and_the_host_map():
 
 def test_filter_module():
     assert sorted(dh.FilterModule().filters()) == ["dsr_haproxy_binds", "dsr_haproxy_dualstack_plan",
-                                                   "dsr_haproxy_server_names", "dsr_haproxy_servers"]
+                                                   "dsr_haproxy_server_edit", "dsr_haproxy_server_names",
+                                                   "dsr_haproxy_servers"]
 
 
 # --- the corpus --------------------------------------------------------------------------------------
@@ -442,6 +449,10 @@ def test_the_planned_twins_listen_and_answer_over_ipv6(tmp_path):
         assert listening(p1) == {"0.0.0.0", "[::]"}
         assert listening(p2) == {"0.0.0.0", "[::]"}
         assert listening(p3) == {"127.0.0.1", "[::1]"}
+        # The plan's listens are what the rollout's own listener check
+        # (dsr_listener_check on ss -ltne) must find after the reload.
+        ss = [subprocess.run(["ss"] + args, capture_output=True, text=True).stdout for args in (["-V"], ["-ltne"])]
+        assert dsr_ss.listener_check(dsr_ss.parse_ss(ss[1], ss[0]), plan["listens"]) == []
         v6 = tcp6_ports()
         assert ("0" * 32, p1) in v6 and ("0" * 32, p2) in v6 and ("0" * 24 + "01000000", p3) in v6
         for host in ("127.0.0.1", "::1"):
@@ -461,6 +472,308 @@ def test_the_planned_twins_listen_and_answer_over_ipv6(tmp_path):
         proc.terminate()
         proc.wait(10)
         log.close()
+
+
+# --- editing server addresses ------------------------------------------------------------------------
+
+B = "backend app\n"
+
+# (id, configuration, changes, the configuration expected)
+EDITS = [
+    ("ipv4-to-ipv6-with-options", B + "    server web1 192.0.2.11:80 check inter 2s\n", {"app/web1": "2001:db8::11"},
+     B + "    server web1 [2001:db8::11]:80 check inter 2s\n"),
+    ("ipv6-to-ipv4", B + "    server web2 [2001:db8::12]:80 check\n", {"app/web2": "192.0.2.12"},
+     B + "    server web2 192.0.2.12:80 check\n"),
+    ("ipv6-to-ipv6", B + "    server web2 [2001:db8::12]:80\n", {"app/web2": "2001:db8::99"},
+     B + "    server web2 [2001:db8::99]:80\n"),
+    ("ipv4-to-ipv4", B + "    server web1 192.0.2.11:80\n", {"app/web1": "198.51.100.11"},
+     B + "    server web1 198.51.100.11:80\n"),
+    ("no-port-ipv4-to-ipv6", B + "    server web3 192.0.2.13\n", {"app/web3": "2001:db8::13"},
+     B + "    server web3 [2001:db8::13]\n"),
+    ("no-port-ipv6-to-ipv4-with-prefix", B + "    server web3 ipv6@[2001:db8::13] check port 80\n",
+     {"app/web3": "192.0.2.13"}, B + "    server web3 ipv4@192.0.2.13 check port 80\n"),
+    ("prefix-ipv4-to-ipv6", B + "    server web1 ipv4@192.0.2.11:80 check\n", {"app/web1": "2001:db8::11"},
+     B + "    server web1 ipv6@[2001:db8::11]:80 check\n"),
+    ("prefix-tcp4-stream", B + "    server a tcp4@192.0.2.11:80\n    server b stream+ipv4@192.0.2.12:80\n"
+     "    server c ip@192.0.2.13:80\n", {"app/a": "2001:db8::a", "app/b": "2001:db8::b", "app/c": "2001:db8::c"},
+     B + "    server a tcp6@[2001:db8::a]:80\n    server b stream+ipv6@[2001:db8::b]:80\n"
+     "    server c ip@[2001:db8::c]:80\n"),
+    ("unbracketed-ipv6-with-port", B + "    server web2 2001:db8::12:80 check\n", {"app/web2": "192.0.2.12"},
+     B + "    server web2 192.0.2.12:80 check\n"),
+    ("bracketed-ipv4", B + "    server web1 [192.0.2.11]:80\n", {"app/web1": "2001:db8::11"},
+     B + "    server web1 [2001:db8::11]:80\n"),
+    ("compressed-lowercase-form", B + "    server web1 192.0.2.11:80\n", {"app/web1": "2001:DB8:0:0::11"},
+     B + "    server web1 [2001:db8::11]:80\n"),
+    ("crlf", "backend app\r\n    server web1 192.0.2.11:80 check\r\n    server web2 192.0.2.12:80 check\r\n",
+     {"app/web1": "2001:db8::11"},
+     "backend app\r\n    server web1 [2001:db8::11]:80 check\r\n    server web2 192.0.2.12:80 check\r\n"),
+    ("tabs", "backend app\n\tserver\tweb1\t192.0.2.11:80\t\tcheck\t# tabs\n", {"app/web1": "2001:db8::11"},
+     "backend app\n\tserver\tweb1\t[2001:db8::11]:80\t\tcheck\t# tabs\n"),
+    ("comment-right-after-the-address", B + "    server web1 192.0.2.11:80# the old one\n",
+     {"app/web1": "2001:db8::11"}, B + "    server web1 [2001:db8::11]:80# the old one\n"),
+    ("comment-with-an-address-inside", B + "    server web1 192.0.2.11:80 check # was 192.0.2.11:80\n",
+     {"app/web1": "2001:db8::11"}, B + "    server web1 [2001:db8::11]:80 check # was 192.0.2.11:80\n"),
+    ("quoted-word", B + "    server web1 \"192.0.2.11:80\" check\n    server web2 '192.0.2.12'\n",
+     {"app/web1": "2001:db8::11", "app/web2": "2001:db8::12"},
+     B + "    server web1 \"[2001:db8::11]:80\" check\n    server web2 '[2001:db8::12]'\n"),
+    ("one-of-several-backends", "backend a\n    server web1 192.0.2.11:80\nbackend b\n    server web1 192.0.2.11:80\n"
+     "listen c\n    bind :8080\n    server web1 192.0.2.11:80\n", {"b/web1": "2001:db8::11"},
+     "backend a\n    server web1 192.0.2.11:80\nbackend b\n    server web1 [2001:db8::11]:80\n"
+     "listen c\n    bind :8080\n    server web1 192.0.2.11:80\n"),
+    ("listen-section", "listen l\n    bind :80\n    server web1 192.0.2.11:80\n", {"l/web1": "2001:db8::11"},
+     "listen l\n    bind :80\n    server web1 [2001:db8::11]:80\n"),
+    ("inside-an-if-block", B + ".if defined(CANARY)\n    server web1 192.0.2.11:80\n.endif\n",
+     {"app/web1": "2001:db8::11"}, B + ".if defined(CANARY)\n    server web1 [2001:db8::11]:80\n.endif\n"),
+    ("several-at-once", B + "    server web1 192.0.2.11:80\n    server web2 192.0.2.12:80\n"
+     "    server web3 192.0.2.13:80\n", {"app/web3": "2001:db8::13", "app/web1": "2001:db8::11"},
+     B + "    server web1 [2001:db8::11]:80\n    server web2 192.0.2.12:80\n    server web3 [2001:db8::13]:80\n"),
+    ("no-final-newline", B + "    server web1 192.0.2.11:80", {"app/web1": "2001:db8::11"},
+     B + "    server web1 [2001:db8::11]:80"),
+    ("already-there-written-otherwise", B + "    server web1 [0:0::1]:80\n    server web2 192.0.2.12:80\n",
+     {"app/web1": "::1", "app/web2": "192.0.2.12"}, B + "    server web1 [0:0::1]:80\n    server web2 192.0.2.12:80\n"),
+    ("nothing-to-change", B + "    server web1 192.0.2.11:80\n", {}, B + "    server web1 192.0.2.11:80\n"),
+    ("the-rest-of-the-file-stays", "global\n    daemon\n\ndefaults\n    mode http\n# server web1 192.0.2.11:80\n"
+     "frontend f\n    bind :80\n    default_backend app\n" + B + "    default-server inter 3s\n"
+     "    server web1 192.0.2.11:80 check\n    server-template dyn 2 app.example.com:80\n"
+     "    http-request set-header X-Web1 192.0.2.11:80\n", {"app/web1": "2001:db8::11"},
+     "global\n    daemon\n\ndefaults\n    mode http\n# server web1 192.0.2.11:80\n"
+     "frontend f\n    bind :80\n    default_backend app\n" + B + "    default-server inter 3s\n"
+     "    server web1 [2001:db8::11]:80 check\n    server-template dyn 2 app.example.com:80\n"
+     "    http-request set-header X-Web1 192.0.2.11:80\n"),
+]
+
+
+def changed_lines(before, after):
+    """The numbers of the lines that differ; the two texts must have as many lines."""
+    a, b = before.splitlines(True), after.splitlines(True)
+    assert len(a) == len(b), (a, b)
+    return [i + 1 for i, (x, y) in enumerate(zip(a, b)) if x != y]
+
+
+@pytest.mark.parametrize("cfg,changes,want", [c[1:] for c in EDITS], ids=[c[0] for c in EDITS])
+def test_server_edit(cfg, changes, want):
+    got = dh.server_edit(cfg, changes, CTX)
+    assert got == want
+    # Only the edited servers' lines differ, and each of them only in its address word.
+    edited = sorted(s["line"] for s in dh.servers(cfg) if "%s/%s" % (s["backend"], s["server"]) in changes)
+    assert set(changed_lines(cfg, got)) <= set(edited)
+    for n in changed_lines(cfg, got):
+        old, new = cfg.splitlines(True)[n - 1], got.splitlines(True)[n - 1]
+        ow, nw = dh.tokenize(old.rstrip("\r\n"))[0], dh.tokenize(new.rstrip("\r\n"))[0]
+        assert [w["raw"] for i, w in enumerate(ow) if i != 2] == [w["raw"] for i, w in enumerate(nw) if i != 2]
+    # The servers now have the new addresses, with the same ports.
+    after = dict(("%s/%s" % (s["backend"], s["server"]), s) for s in dh.servers(got))
+    before = dict(("%s/%s" % (s["backend"], s["server"]), s) for s in dh.servers(cfg))
+    for name, address in changes.items():
+        assert dh._same(after[name]["address"], address) and after[name]["error"] is None
+        assert after[name]["port"] == before[name]["port"]
+    # A second edit changes nothing.
+    assert dh.server_edit(got, changes, CTX) == got
+
+
+def _canonical(s):
+    """Whether server `s`'s address is written as the edit writes it: IPv4 bare, IPv6 compressed in brackets."""
+    host = s["raw"].split("@")[-1]
+    host = host[:host.index("]") + 1] if host.startswith("[") else host.rsplit(":", 1)[0] if s["port"] else host
+    return host == ("[%s]" % s["address"] if s["family"] == "ipv6" else s["address"])
+
+
+@pytest.mark.parametrize("cfg,changes,want", [c[1:] for c in EDITS if c[2]], ids=[c[0] for c in EDITS if c[2]])
+def test_server_edit_round_trip_gives_the_original_bytes(cfg, changes, want):
+    named = [s for s in dh.servers(cfg) if "%s/%s" % (s["backend"], s["server"]) in changes]
+    back = dict(("%s/%s" % (s["backend"], s["server"]), s["address"]) for s in named)
+    there = dict(("%s/%s" % (s["backend"], s["server"]),
+                  "2001:db8::ff%d" % i if s["family"] == "ipv4" else "203.0.113.%d" % (i + 1))
+                 for i, s in enumerate(named))
+    moved = dh.server_edit(cfg, there, CTX)
+    assert changed_lines(cfg, moved) == [s["line"] for s in named]
+    restored = dh.server_edit(moved, back, CTX)
+    # Written otherwise than the edit writes (no brackets around IPv6, brackets around IPv4, 0:0::1), a
+    # line comes back with the same address in the edit's form; every other line byte for byte.
+    assert changed_lines(cfg, restored) == [s["line"] for s in named if not _canonical(s)]
+    assert [(s["address"], s["port"]) for s in dh.servers(restored)] == [(s["address"], s["port"])
+                                                                          for s in dh.servers(cfg)]
+    if all(_canonical(s) for s in named):
+        assert restored == cfg
+
+
+def test_ipv4_to_ipv6_and_back_is_the_original_byte_for_byte():
+    cfg = ("global\r\n    daemon\r\n" + "backend app\r\n\tserver web1 ipv4@192.0.2.11:80 check\tinter 2s # w1\r\n"
+           "    server web2 192.0.2.12 weight 5\r\n    server web3 \"192.0.2.13:8080\"#q\r\n")
+    v6 = dh.server_edit(cfg, {"app/web1": "2001:db8::11", "app/web2": "2001:db8::12", "app/web3": "::1"})
+    assert changed_lines(cfg, v6) == [4, 5, 6]
+    assert v6.splitlines(True)[3:] == ["\tserver web1 ipv6@[2001:db8::11]:80 check\tinter 2s # w1\r\n",
+                                       "    server web2 [2001:db8::12] weight 5\r\n",
+                                       "    server web3 \"[::1]:8080\"#q\r\n"]
+    back = dh.server_edit(v6, {"app/web1": "192.0.2.11", "app/web2": "192.0.2.12", "app/web3": "192.0.2.13"})
+    assert back == cfg and back.encode() == cfg.encode()
+
+
+REFUSALS = B + """\
+    server web1 192.0.2.11:80 check
+    server name1 app1.example.com:80
+    server env1 "${WEB_ADDR}:80"
+    server off1 192.0.2.21:+1000
+    server off2 192.0.2.22:-1
+    server range1 192.0.2.23:8000-8002
+    server-template dyn 3 192.0.2.30:80
+    server sock /run/app.sock
+    server any 0.0.0.0
+    server bad ipv4@[2001:db8::1]:80
+    server esc 192.0.2.11:8\\0
+    server twice 192.0.2.41:80
+.if defined(CANARY)
+    server twice 192.0.2.42:80
+.endif
+listen l
+    bind :8080
+"""
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"app/web9": "2001:db8::1"}, "haproxy.cfg: there is no server app/web9 in a backend or listen section"),
+    ({"other/web1": "2001:db8::1"}, "haproxy.cfg: there is no server other/web1 in a backend or listen section"),
+    ({"l/web1": "2001:db8::1"}, "haproxy.cfg: there is no server l/web1 in a backend or listen section"),
+    ({"app/name1": "2001:db8::1"}, "haproxy.cfg line 3: cannot point app/name1 at 2001:db8::1 (app1.example.com is "
+                                   "a host name, not an IP address): server name1 app1.example.com:80"),
+    ({"app/env1": "2001:db8::1"}, "haproxy.cfg line 4: cannot point app/env1 at 2001:db8::1 (the address "
+                                  "\"${WEB_ADDR}:80\" comes from an environment variable)"),
+    ({"app/off1": "2001:db8::1"}, "haproxy.cfg line 5: cannot point app/off1 at 2001:db8::1 (the port +1000 is an "
+                                  "offset from the client's port)"),
+    ({"app/off2": "2001:db8::1"}, "haproxy.cfg line 6: cannot point app/off2 at 2001:db8::1 (the port -1 is an "
+                                  "offset"),
+    ({"app/range1": "2001:db8::1"}, "haproxy.cfg line 7: cannot point app/range1 at 2001:db8::1 (cannot read the "
+                                    "port of 192.0.2.23:8000-8002)"),
+    ({"app/dyn": "2001:db8::1"}, "haproxy.cfg line 8: app/dyn is a server-template, whose addresses are not "
+                                 "edited: server-template dyn 3 192.0.2.30:80"),
+    ({"app/dyn2": "2001:db8::1"}, "haproxy.cfg line 8: app/dyn2 is made by a server-template"),
+    ({"app/sock": "2001:db8::1"}, "haproxy.cfg line 9: cannot point app/sock at 2001:db8::1 (/run/app.sock is not "
+                                  "an IP socket)"),
+    ({"app/any": "2001:db8::1"}, "haproxy.cfg line 10: cannot point app/any at 2001:db8::1 (0.0.0.0 is the "
+                                 "unspecified address"),
+    ({"app/bad": "192.0.2.1"}, "haproxy.cfg line 11: cannot point app/bad at 192.0.2.1 (the prefix ipv4@ says "
+                               "ipv4, the address is ipv6)"),
+    ({"app/esc": "2001:db8::1"}, "haproxy.cfg line 12: cannot point app/esc at 2001:db8::1 (the address word "
+                                 "192.0.2.11:8\\0 has quotes or escapes inside)"),
+    ({"app/twice": "2001:db8::1"}, "haproxy.cfg line 13: the server app/twice appears 2 times (lines 13, 15): "
+                                   "which one to edit is not known"),
+    ({"app/web1": "192.0.2.11:80"}, "haproxy.cfg: app/web1: '192.0.2.11:80' is not a bare IPv4 or IPv6 address"),
+    ({"app/web1": "[2001:db8::1]"}, "haproxy.cfg: app/web1: '[2001:db8::1]' is not a bare IPv4 or IPv6 address"),
+    ({"app/web1": "web1.example.com"}, "haproxy.cfg: app/web1: 'web1.example.com' is not a bare"),
+    ({"app/web1": None}, "haproxy.cfg: app/web1: None is not a bare"),
+    ({"app/web1": "fe80::1%eth0"}, "haproxy.cfg: app/web1: fe80::1%eth0 has a scope"),
+    ({"app/web1": "::"}, "haproxy.cfg: app/web1: :: is the unspecified address"),
+    ({"web1": "2001:db8::1"}, "haproxy.cfg: 'web1' is not BACKEND/SERVER"),
+    ({"app/web1/x": "2001:db8::1"}, "haproxy.cfg: 'app/web1/x' is not BACKEND/SERVER"),
+])
+def test_server_edit_refuses(changes, message):
+    with pytest.raises(dh.AnsibleFilterError) as e:
+        dh.server_edit(REFUSALS, changes, CTX)
+    assert str(e.value).startswith("HAProxy's server lines were not edited: " + message), str(e.value)
+
+
+def test_server_edit_refuses_all_or_nothing_and_names_host_and_file():
+    with pytest.raises(dh.AnsibleFilterError) as e:
+        dh.server_edit(REFUSALS, {"app/web1": "2001:db8::11", "app/name1": "2001:db8::1", "app/nope": "::1"},
+                       {"path": "/etc/haproxy/haproxy.cfg", "host": "lb1"})
+    assert str(e.value) == (
+        "HAProxy's server lines were not edited: host lb1: /etc/haproxy/haproxy.cfg line 3: cannot point app/name1 "
+        "at 2001:db8::1 (app1.example.com is a host name, not an IP address): server name1 app1.example.com:80; "
+        "host lb1: /etc/haproxy/haproxy.cfg: there is no server app/nope in a backend or listen section")
+    with pytest.raises(dh.AnsibleFilterError) as e:
+        dh.server_edit(REFUSALS, [("app/web1", "2001:db8::11")])
+    assert "the changes must be a dict" in str(e.value)
+    # A server of the same name in a peers section is not a backend's server.
+    with pytest.raises(dh.AnsibleFilterError):
+        dh.server_edit("peers p\n    server lb1 192.0.2.1:10000\n", {"p/lb1": "2001:db8::1"})
+    # The duplicates that are not named do not matter.
+    assert dh.server_edit(REFUSALS, {"app/web1": "2001:db8::11"}).count("[2001:db8::11]:80 check") == 1
+
+
+# --- the edit, judged by haproxy -c --------------------------------------------------------------------
+
+ORACLE = """\
+global
+    stats socket /tmp/dsr-never-started.sock mode 600 level admin
+
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+
+frontend public
+    bind 127.0.0.1:8080
+    default_backend app
+
+backend app
+    balance roundrobin
+    server web1 192.0.2.11:80 check inter 2s
+    server web2 ipv4@192.0.2.12:80 check
+    server web3 192.0.2.13
+    server web4 tcp4@192.0.2.14:8080 weight 10
+    server web5 "192.0.2.15:80" check
+\tserver\tweb6\t192.0.2.16:80# the old one
+.if version_atleast(2.4)
+    server web7 192.0.2.17:80 check
+.endif
+
+listen stats
+    bind 127.0.0.1:8404
+    server web8 [2001:db8::18]:80 check
+    server web9 ipv6@[2001:db8::19] check port 80
+    server web10 2001:db8::20:80
+    server web11 stream+ipv4@192.0.2.21:80
+"""
+
+
+def _swap(s, i):
+    """A documentation address of the other family for server `s`."""
+    return "2001:db8::%x" % (0x100 + i) if s["family"] == "ipv4" else "198.51.100.%d" % (i + 1)
+
+
+def _all_swapped(text):
+    return dict(("%s/%s" % (s["backend"], s["server"]), _swap(s, i)) for i, s in enumerate(dh.servers(text))
+                if s["family"] in ("ipv4", "ipv6") and not s["template"] and not s["error"]
+                and s["address"] not in ("0.0.0.0", "::"))
+
+
+ORACLE_CASES = ["inline", "inline-crlf", "crlf-comments-quotes", "manual-address-forms", "kubeadm-ha-apiserver",
+                "haproxy-example-content-sw-sample", "rhel8-default", "mozilla-ssl-intermediate", "conditional-blocks"]
+
+
+@pytest.mark.parametrize("case", ORACLE_CASES)
+def test_haproxy_accepts_the_edited_servers(case, tmp_path):
+    if not HAPROXY:
+        pytest.skip(NO_HAPROXY)
+    if case.startswith("inline"):
+        meta, text = {}, ORACLE.replace("\n", "\r\n") if case.endswith("crlf") else ORACLE
+    else:
+        meta, text = load(case)
+    changes = _all_swapped(text)
+    assert changes
+    edited = dh.server_edit(text, changes, CTX)
+    edited_lines = sorted(s["line"] for s in dh.servers(text) if "%s/%s" % (s["backend"], s["server"]) in changes)
+    assert changed_lines(text, edited) == edited_lines
+    for s in dh.servers(edited):
+        name = "%s/%s" % (s["backend"], s["server"])
+        if name in changes:
+            assert dh._same(s["address"], changes[name]) and s["error"] is None, s
+    rc, out = haproxy_check(meta, text, tmp_path)
+    assert rc == 0, out
+    rc, out = haproxy_check(meta, edited, tmp_path)
+    assert rc == 0 and "Configuration file is valid" in out, out
+    # And back: the original addresses, the original bytes.
+    back = dict(("%s/%s" % (s["backend"], s["server"]), s["address"]) for s in dh.servers(text)
+                if "%s/%s" % (s["backend"], s["server"]) in changes)
+    restored = dh.server_edit(edited, back, CTX)
+    if case.startswith("inline"):
+        # web10 is written `2001:db8::20:80` (no brackets); back, it gets them.
+        assert changed_lines(text, restored) == [s["line"] for s in dh.servers(text) if s["server"] == "web10"]
+    else:
+        assert restored == text
+    rc, out = haproxy_check(meta, restored, tmp_path)
+    assert rc == 0, out
 
 
 if __name__ == "__main__":

@@ -203,3 +203,88 @@ def test_targets_for_an_operators_balancer_say_where_to_reach_each_host():
         {"host": "c", "ipv4": "10.0.0.3", "ipv6": "fd00::3", "address": "10.0.0.3"}]  # a trust rule has no twin
     assert [t["address"] for t in targets(["a"], hv, False)] == ["10.0.0.1"]  # rollback: IPv4
     assert targets([], hv) == []
+
+
+# --- HAProxy: runtime against file, drain and enable lists -------------------------------------
+
+from dsr_lb import haproxy_drain, haproxy_enable, haproxy_runtime  # noqa: E402
+
+HA_HV = {
+    "app1": {"dsr_lb_address": "10.0.0.11", "dsr_lb_address6": "fd00::11", "dsr_dualstack_ok": True},
+    "app2": {"dsr_lb_address": "10.0.0.12", "dsr_lb_address6": "fd00::12", "dsr_dualstack_ok": False},
+    "app3": {"dsr_lb_address": "10.0.0.13", "dsr_lb_address6": "fd00::13", "dsr_dualstack_ok": True,
+             "dsr_trust": {"ipv6_upstream_ok": False}},
+}
+HA_NAMES = {"app1": ["web/a1", "api/a1"], "app2": ["web/a2"], "app3": ["web/a3"]}
+
+
+def _conf(*entries):
+    return [{"backend": b, "server": s, "address": a, "port": 80, "line": n, "options": list(o)}
+            for b, s, a, n, o in entries]
+
+
+def _run(*entries):
+    return [{"backend": b, "server": s, "address": a, "port": 80, "forced": f, "admin": f}
+            for b, s, a, f in entries]
+
+
+CONF = _conf(("web", "a1", "10.0.0.11", 10, ["check"]), ("api", "a1", "10.0.0.11", 20, []),
+             ("web", "a2", "10.0.0.12", 11, ["check"]), ("web", "a3", "10.0.0.13", 12, ["check", "disabled"]),
+             ("web", "other", "10.0.0.99", 13, []))
+
+
+def test_runtime_as_the_file_says_has_no_problem():
+    run = _run(("web", "a1", "10.0.0.11", "ready"), ("api", "a1", "10.0.0.11", "ready"),
+               ("web", "a2", "10.0.0.12", "ready"), ("web", "a3", "10.0.0.13", "maint"),
+               ("web", "other", "10.0.0.99", "ready"))
+    r = haproxy_runtime(HA_NAMES, run, CONF, HA_HV, {"host": "lb1", "path": "/etc/haproxy/haproxy.cfg"})
+    assert r["problems"] == [] and r["unfinished"] == []
+    # `disabled` in the file is the operator's, kept through a reload: not run-time only
+    assert r["runtime_only"] == []
+    assert r["forced"] == {"web/a1": "ready", "api/a1": "ready", "web/a2": "ready", "web/a3": "maint"}
+
+
+def test_runtime_only_maintenance_and_drain_are_named_for_every_server():
+    run = _run(("web", "a1", "10.0.0.11", "ready"), ("api", "a1", "10.0.0.11", "ready"),
+               ("web", "a2", "10.0.0.12", "maint"), ("web", "a3", "10.0.0.13", "maint"),
+               ("web", "other", "10.0.0.99", "drain"))
+    r = haproxy_runtime(HA_NAMES, run, CONF, HA_HV)
+    assert r["runtime_only"] == ["web/a2 (maint)", "web/other (drain)"]
+
+
+def test_a_server_the_file_names_but_haproxy_does_not_run_is_a_problem():
+    run = _run(("web", "a1", "10.0.0.11", "ready"), ("web", "a2", "10.0.0.12", "ready"),
+               ("web", "a3", "10.0.0.13", "ready"))
+    r = haproxy_runtime(HA_NAMES, run, CONF, HA_HV, {"host": "lb1", "path": "/etc/haproxy/haproxy.cfg"})
+    assert r["problems"] == [
+        "load balancer lb1: /etc/haproxy/haproxy.cfg line 20 names server api/a1 for app1, but HAProxy does not "
+        "run it (runtime API): reload HAProxy so that it runs the file on disk"]
+
+
+def test_runtime_address_that_is_none_of_the_hosts_is_a_problem_its_other_address_is_unfinished():
+    run = _run(("web", "a1", "fd00::11", "ready"), ("api", "a1", "10.0.0.11", "ready"),
+               ("web", "a2", "10.0.0.77", "ready"), ("web", "a3", "10.0.0.13", "drain"))
+    r = haproxy_runtime(HA_NAMES, run, CONF, HA_HV, {"host": "lb1"})
+    assert len(r["problems"]) == 1
+    assert "HAProxy runs server web/a2 (app2) at 10.0.0.77:80, but haproxy.cfg line 11 says 10.0.0.12:80" \
+        in r["problems"][0]
+    # app1: moved at run time by an earlier run, not yet in the file; app3: left drained
+    assert r["unfinished"] == ["app1", "app3"]
+
+
+def test_drain_skips_servers_in_maintenance():
+    assert haproxy_drain(["app1", "app3"], HA_NAMES, {"web/a3": "maint"}) == ["web/a1", "api/a1"]
+    assert haproxy_drain([], HA_NAMES) == []
+
+
+def test_enable_moves_each_server_to_its_hosts_address_and_keeps_maintenance():
+    out = haproxy_enable(["app1", "app2", "app3"], HA_HV, HA_NAMES, {"web/a2": "maint"})
+    assert out == [
+        {"host": "app1", "server": "web/a1", "address": "fd00::11", "state": "ready"},
+        {"host": "app1", "server": "api/a1", "address": "fd00::11", "state": "ready"},
+        # not dual-stack: IPv4, and kept in the maintenance its operator set
+        {"host": "app2", "server": "web/a2", "address": "10.0.0.12", "state": "maint"},
+        # dual-stack, but a rule that trusts the balancer has no IPv6 twin: IPv4
+        {"host": "app3", "server": "web/a3", "address": "10.0.0.13", "state": "ready"}]
+    # rollback.yml: IPv4 for everyone
+    assert [x["address"] for x in haproxy_enable(["app1"], HA_HV, HA_NAMES, None, False)] == ["10.0.0.11"] * 2

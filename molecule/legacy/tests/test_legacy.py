@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 
 import pytest
 import testinfra
@@ -58,12 +59,16 @@ def python_of(name):
     return "3.6.15" if name == PY36 and has_py36() else "2.7.18"
 
 
+# This scenario's own report directory: other scenarios may run beside it.
+REPORTS = tempfile.mkdtemp(prefix="dsr-legacy-reports-")
+
+
 def playbook(name, *args, **env_extra):
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
                ANSIBLE_FORCE_COLOR="0", **env_extra)
     inventory = os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"])
     cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", inventory,
-           os.path.join(ROOT, name)] + list(args)
+           os.path.join(ROOT, name), "-e", "dsr_report_dir=%s" % REPORTS] + list(args)
     return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
 
 
@@ -317,8 +322,8 @@ def test_requiretty_with_pipelining_stops_at_the_first_sudo(requiretty):
     assert fingerprints() == before
     r = playbook("audit.yml")
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
-    report = sorted(f for f in os.listdir(os.path.join(ROOT, "reports")) if f.startswith("audit-") and f.endswith(".json"))[-1]
-    with open(os.path.join(ROOT, "reports", report)) as f:
+    report = sorted(f for f in os.listdir(REPORTS) if f.startswith("audit-") and f.endswith(".json"))[-1]
+    with open(os.path.join(REPORTS, report)) as f:
         rows = {h["host"]: h for h in json.load(f)["hosts"]}
     for name in HOSTS:
         assert rows[name]["state"] == "unreadable" and "you must have a tty" in rows[name]["error"], rows[name]
