@@ -70,7 +70,8 @@ echo "== naive baseline: every host migrated in place at once, no drain"
 phase naive ansible-playbook -i "$inv" playbooks/migrate-host.yml -e dsr_journal_dir=/tmp/bench-journal
 
 echo
-if [ "$SCENARIO" = haproxy ]; then prog=$(docker exec $LB haproxy -v | head -1); else prog=$(docker exec $LB nginx -v 2>&1); fi
+# (head inside the container: under pipefail a closed pipe would end the script)
+if [ "$SCENARIO" = haproxy ]; then prog=$(docker exec $LB sh -c 'haproxy -v | head -1'); else prog=$(docker exec $LB nginx -v 2>&1); fi
 echo "balancer: $prog ($SCENARIO scenario)"
 echo "failed: requests that got no 200 after their URL had first answered (dropped by a working service);"
 echo "not_up: refusals before the balancer first answered on that family (IPv6 before rollout.yml"
