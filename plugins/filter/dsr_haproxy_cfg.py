@@ -47,6 +47,13 @@ quote, a file whose last line has no line feed (HAProxy 2.x refuses it).
 Left alone, as notes: UNIX, abstract, fd@ and sockpair@ sockets, UDP/QUIC
 listeners, and the binds of peers and log-forward sections.
 
+`dsr_haproxy_source_problems(text, names, ctx)`: the app hosts' servers
+that would reach their host's IPv6 address from an IPv4 `source` (their own,
+a `default-server` above them, their section's, or the last `defaults`
+section's): HAProxy binds the connection to the source first, so such a
+server would go DOWN once moved. Preflight stops on each, naming file, line
+and lb_haproxy__ipv6_upstreams.
+
 `dsr_haproxy_servers(text)`: every `server NAME ADDR[:PORT] OPTIONS` (and
 `server-template`) of the backend and listen sections, so that app hosts can
 be mapped to HAProxy server names by address
@@ -669,6 +676,71 @@ def server_edit(text, changes, ctx=None):
     return "".join(edits.get(number, body) + end for number, body, end in lines)
 
 
+# --- sources: the address HAProxy connects from ------------------------------------------------------
+
+def _source_of(words, start):
+    """The address of a `source ADDR[:PORT] ...` found in words[start:], or None."""
+    for i in range(start, len(words) - 1):
+        if words[i]["value"] == "source":
+            return words[i + 1]["value"]
+    return None
+
+
+def source_problems(text, names, ctx=None):
+    """dsr_haproxy_source_problems: the app hosts' servers (`names`:
+    dsr_haproxy_server_names) that would reach their host's IPv6 address from
+    an IPv4 `source`. HAProxy opens the connection in the server's family and
+    binds it to the source address first; an IPv4 source on an IPv6 server
+    fails, and the server goes DOWN. The source that applies (configuration
+    manual, "source" and "default-server"): the server line's own `source`;
+    else a `default-server ... source` above it in its section (it applies
+    to the servers declared after it); else its section's `source`
+    statement (wherever it is in the section); else the last `defaults`
+    section's, by the same two rules."""
+    text = text or ""
+    wanted = dict((n, h) for h, ns in (names or {}).items() for n in ns)
+    stmts = [x for x in _statements(text) if not x[4] and x[3] and x[5]]
+    proxy_src = {}
+    for number, body, end, words, error, section, block in stmts:
+        if words[0]["value"] == "source" and len(words) > 1:
+            proxy_src[section["id"]] = (words[1]["value"], number)
+    # The last `defaults` section's default-server source and source; a new
+    # `defaults` section replaces the previous one for the proxies after it.
+    d_server = d_proxy = None
+    server_default, problems = {}, []
+    for number, body, end, words, error, section, block in stmts:
+        key = words[0]["value"]
+        if key in SECTIONS:
+            if key == "defaults":
+                d_server = d_proxy = None
+            continue
+        if section["type"] == "defaults":
+            if key == "default-server" and _source_of(words, 1) is not None:
+                d_server = (_source_of(words, 1), number)
+            elif key == "source" and len(words) > 1:
+                d_proxy = (words[1]["value"], number)
+            continue
+        if key == "default-server" and _source_of(words, 1) is not None:
+            server_default[section["id"]] = (_source_of(words, 1), number)
+            continue
+        if key != "server" or section["type"] not in SERVERS or len(words) < 3:
+            continue
+        name = "%s/%s" % (section["name"], words[1]["value"])
+        if name not in wanted:
+            continue
+        own = _source_of(words, 3)
+        src = ((own, number) if own is not None else server_default.get(section["id"])
+               or proxy_src.get(section["id"]) or d_server or d_proxy)
+        if src is None:
+            continue
+        if parse_address(src[0])["family"] == "ipv4":
+            problems.append(
+                "%s: server %s (host %s) connects from the IPv4 source %s (line %d); HAProxy cannot reach the "
+                "host's IPv6 address from it (the server would go DOWN): give it an IPv6 source, or set "
+                "lb_haproxy__ipv6_upstreams: false to keep the balancer-to-app hop on IPv4"
+                % (_where(ctx, number), name, wanted[name], src[0], src[1]))
+    return problems
+
 class FilterModule(object):
     def filters(self):
         return {
@@ -676,5 +748,6 @@ class FilterModule(object):
             "dsr_haproxy_dualstack_plan": dualstack_plan,
             "dsr_haproxy_servers": servers,
             "dsr_haproxy_server_names": server_names,
+            "dsr_haproxy_source_problems": source_problems,
             "dsr_haproxy_server_edit": server_edit,
         }

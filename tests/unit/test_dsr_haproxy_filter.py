@@ -20,6 +20,7 @@ result in case.yml's form (to review by hand, never to paste unread).
 """
 import difflib
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -212,7 +213,7 @@ def test_server_lines_and_the_host_map():
 def test_filter_module():
     assert sorted(dh.FilterModule().filters()) == ["dsr_haproxy_binds", "dsr_haproxy_dualstack_plan",
                                                    "dsr_haproxy_server_edit", "dsr_haproxy_server_names",
-                                                   "dsr_haproxy_servers"]
+                                                   "dsr_haproxy_servers", "dsr_haproxy_source_problems"]
 
 
 # --- the corpus --------------------------------------------------------------------------------------
@@ -781,3 +782,60 @@ if __name__ == "__main__":
     m, t = load(name) if os.path.exists(os.path.join(CORPUS, name, "case.yml")) else ({}, open(
         os.path.join(CORPUS, name, "haproxy.cfg")).read())
     print(yaml.safe_dump({"expected": compact(t, run(m, t))}, sort_keys=False, width=200))
+
+
+# --- sources: an IPv4 `source` cannot reach a server moved to IPv6 -----------------------------------
+
+SRC_NAMES = {"app1": ["app/a1"], "app2": ["app/a2"], "app3": ["other/a3"]}
+
+
+@pytest.mark.parametrize("case, text, flagged", [
+    ("no source anywhere",
+     "backend app\n    server a1 10.0.0.11:80\n    server a2 10.0.0.12:80\n", []),
+    ("the server's own IPv4 source",
+     "backend app\n    server a1 10.0.0.11:80 check source 10.0.0.2\n    server a2 10.0.0.12:80\n", ["app/a1"]),
+    ("an IPv6 source is fine",
+     "backend app\n    server a1 10.0.0.11:80 source [fd00::2]:0\n", []),
+    ("the section's source, wherever it is",
+     "backend app\n    server a1 10.0.0.11:80\n    server a2 10.0.0.12:80\n    source 10.0.0.2\n",
+     ["app/a1", "app/a2"]),
+    ("transparent source (usesrc)",
+     "backend app\n    source 0.0.0.0 usesrc clientip\n    server a1 10.0.0.11:80\n", ["app/a1"]),
+    ("default-server applies to the servers after it only",
+     "backend app\n    server a1 10.0.0.11:80\n    default-server source 10.0.0.2\n    server a2 10.0.0.12:80\n",
+     ["app/a2"]),
+    ("the server's own IPv6 source wins over the section's",
+     "backend app\n    source 10.0.0.2\n    server a1 10.0.0.11:80 source ipv6@fd00::2\n", []),
+    ("defaults apply to the proxies after them",
+     "defaults\n    source 10.0.0.2\nbackend app\n    server a1 10.0.0.11:80\n", ["app/a1"]),
+    ("a later defaults section replaces the earlier one",
+     "defaults\n    source 10.0.0.2\ndefaults\n    mode http\nbackend app\n    server a1 10.0.0.11:80\n", []),
+    ("defaults' default-server source",
+     "defaults\n    default-server source 10.0.0.2 check\nbackend app\n    server a1 10.0.0.11:80\n", ["app/a1"]),
+    ("another backend's source is not this one's",
+     "backend other\n    source 10.0.0.2\n    server a3 10.0.0.13:80\nbackend app\n    server a1 10.0.0.11:80\n",
+     ["other/a3"]),
+    ("servers of no app host are not judged",
+     "backend app\n    source 10.0.0.2\n    server x 10.0.0.99:80\n", []),
+])
+def test_source_problems(case, text, flagged):
+    problems = dh.source_problems(text, SRC_NAMES, {"host": "lb1", "path": "/etc/haproxy/haproxy.cfg"})
+    got = sorted(re.search(r"server (\S+) \(host", p).group(1) for p in problems)
+    assert got == sorted(flagged), (case, problems)
+    for p in problems:
+        assert p.startswith("host lb1: /etc/haproxy/haproxy.cfg line ") and "lb_haproxy__ipv6_upstreams: false" in p
+
+
+def test_the_source_rule_matches_haproxy_itself(tmp_path):
+    """HAProxy accepts each form above (haproxy -c), so the rule reads real configurations."""
+    if not HAPROXY:
+        pytest.skip(NO_HAPROXY)
+    text = ("defaults\n    mode http\n    timeout connect 1s\n    timeout client 1s\n    timeout server 1s\n"
+            "    default-server source 10.0.0.2\nfrontend f\n    bind 127.0.0.1:%d\n    default_backend app\n"
+            "backend app\n    source 0.0.0.0 usesrc clientip\n    server a1 10.0.0.11:80 source [fd00::2]:0\n"
+            "    default-server source 10.0.0.3\n    server a2 10.0.0.12:80\n" % free_port())
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_text(text)
+    r = subprocess.run([HAPROXY, "-c", "-f", str(cfg)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert [re.search(r"server (\S+) \(host", p).group(1) for p in dh.source_problems(text, SRC_NAMES)] == ["app/a2"]
