@@ -696,7 +696,11 @@ def source_problems(text, names, ctx=None):
     else a `default-server ... source` above it in its section (it applies
     to the servers declared after it); else its section's `source`
     statement (wherever it is in the section); else the last `defaults`
-    section's, by the same two rules."""
+    section's. A default-server source (a server setting) wins over a
+    section's `source` (a proxy setting): the order is the server's own,
+    its section's default-server, the defaults' default-server, its
+    section's source, the defaults' source (measured with HAProxy 2.6: a
+    defaults `default-server source` beats a backend `source`)."""
     text = text or ""
     wanted = dict((n, h) for h, ns in (names or {}).items() for n in ns)
     stmts = [x for x in _statements(text) if not x[4] and x[3] and x[5]]
@@ -729,8 +733,10 @@ def source_problems(text, names, ctx=None):
         if name not in wanted:
             continue
         own = _source_of(words, 3)
+        # A server setting (the line's own, a default-server's) wins over a
+        # proxy setting (`source`), and its section's over the defaults'.
         src = ((own, number) if own is not None else server_default.get(section["id"])
-               or proxy_src.get(section["id"]) or d_server or d_proxy)
+               or d_server or proxy_src.get(section["id"]) or d_proxy)
         if src is None:
             continue
         if parse_address(src[0])["family"] == "ipv4":
@@ -741,6 +747,22 @@ def source_problems(text, names, ctx=None):
                 % (_where(ctx, number), name, wanted[name], src[0], src[1]))
     return problems
 
+def server_edit_problems(text, names, ctx=None):
+    """dsr_haproxy_server_edit_problems: why the app hosts' server lines
+    (`names`: {host: [B/S, ...]}) could not be moved, found in preflight by
+    a dry run of dsr_haproxy_server_edit to a documentation address, so that
+    a line the edit refuses (a name twice, a host name, a port range) stops
+    the run before any host is drained, not after it migrated."""
+    changes = dict((n, "2001:db8::1") for ns in (names or {}).values() for n in ns)
+    if not changes:
+        return []
+    try:
+        server_edit(text, changes, ctx)
+    except AnsibleFilterError as e:
+        return [str(e)]
+    return []
+
+
 class FilterModule(object):
     def filters(self):
         return {
@@ -749,5 +771,6 @@ class FilterModule(object):
             "dsr_haproxy_servers": servers,
             "dsr_haproxy_server_names": server_names,
             "dsr_haproxy_source_problems": source_problems,
+            "dsr_haproxy_server_edit_problems": server_edit_problems,
             "dsr_haproxy_server_edit": server_edit,
         }

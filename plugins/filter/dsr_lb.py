@@ -198,14 +198,19 @@ def _ep(address, port):
     return "%s:%s" % (a, port) if port else a
 
 
+CMAINT = 0x04   # srv_admin_state: maintenance from the file (`disabled`, on the server or a default-server)
+
+
 def haproxy_runtime(names, runtime, configured, hostvars, ctx=None):
     """HAProxy as it runs, against its configuration on disk, for the app
-    hosts' servers (`names`: dsr_haproxy_server_names).
+    hosts' servers (`names`: dsr_haproxy_server_names, matched in the file).
 
     runtime     dsr_haproxy's `servers` (state read): what HAProxy runs now
     configured  dsr_haproxy_servers of the file on disk
 
-    Returns {problems, forced, unfinished, runtime_only}:
+    Returns {names, problems, forced, unfinished, runtime_only}:
+      names         `names` less the servers of a conditional block HAProxy
+                    did not take (`.if`): it does not run them
       forced        {"B/S": ready|drain|maint}: the state `set server ...
                     state` (or `disabled` in the file) put it in, as found
       unfinished    app hosts whose server an earlier run left drained, or
@@ -214,27 +219,35 @@ def haproxy_runtime(names, runtime, configured, hostvars, ctx=None):
                     their wave finishes the move
       runtime_only  servers (any, not only the app hosts') whose drain or
                     maint was set at run time, not by `disabled` in the
-                    file: a reload would put them back into service
-      problems      a server the file names that HAProxy does not run, or
-                    runs at an address that is none of its host's (the
-                    file on disk is not what runs: reload HAProxy first)
+                    file (HAProxy's CMAINT flag): a reload would lose it
+      problems      a server the file names that HAProxy does not run; one
+                    it runs at an address none of its host's (the file on
+                    disk is not what runs: reload HAProxy first); a server
+                    HAProxy runs at an app host's address that the file
+                    does not name by that address (a host name, a
+                    server-template): the tool could not move it; a host
+                    left with no server HAProxy runs
     """
     ctx = ctx or {}
     where = "load balancer %s: " % ctx["host"] if ctx.get("host") else ""
     path = ctx.get("path", "haproxy.cfg")
     run = dict(("%s/%s" % (s["backend"], s["server"]), s) for s in runtime or [])
     conf = dict(("%s/%s" % (s["backend"], s["server"]), s) for s in configured or [] if not s.get("template"))
-    out = {"problems": [], "forced": {}, "unfinished": [], "runtime_only": []}
+    out = {"names": {}, "problems": [], "forced": {}, "unfinished": [], "runtime_only": []}
     for host in sorted(names or {}):
         hv = hostvars[host]
         mine = [a for a in (hv.get("dsr_lb_address"), hv.get("dsr_lb_address6")) if a]
+        kept = []
         for name in names[host]:
             r, c = run.get(name), conf.get(name)
+            if r is None and c is not None and c.get("conditional"):
+                continue
             if r is None:
                 out["problems"].append(
                     "%s%s line %s names server %s for %s, but HAProxy does not run it (runtime API): reload "
                     "HAProxy so that it runs the file on disk" % (where, path, c["line"] if c else "?", name, host))
                 continue
+            kept.append(name)
             out["forced"][name] = r.get("forced") or "ready"
             same = c is not None and _same(r.get("address") or "", c.get("address") or "")
             if not same and not any(_same(r.get("address") or "", m) for m in mine):
@@ -245,33 +258,89 @@ def haproxy_runtime(names, runtime, configured, hostvars, ctx=None):
             elif not same or r.get("forced") == "drain":
                 if host not in out["unfinished"]:
                     out["unfinished"].append(host)
+        # Servers HAProxy runs at this host's address that the file does not
+        # name by it: draining the others would leave them sending traffic.
+        for name, r in sorted(run.items()):
+            if name in kept or not any(_same(r.get("address") or "", m) for m in mine):
+                continue
+            c = conf.get(name)
+            how = ("is written %s on %s line %s" % (c.get("raw") or c.get("address"), path, c["line"]) if c
+                   else "comes from a server-template or the runtime API, not a server line")
+            out["problems"].append(
+                "%sHAProxy runs server %s at %s, the address of %s, but it %s: the tool can neither drain it "
+                "with the host nor move it; write the host's address on its server line"
+                % (where, name, _ep(r.get("address"), r.get("port")), host, how))
+        if not kept and names[host]:
+            out["problems"].append("%s%s: HAProxy runs none of its servers (%s): each is in a conditional block "
+                                   "HAProxy did not take" % (where, host, ", ".join(names[host])))
+        out["names"][host] = kept
     for name, r in sorted(run.items()):
-        c = conf.get(name)
         forced = r.get("forced") or "ready"
-        if forced in ("drain", "maint") and not (c and forced == "maint" and "disabled" in c.get("options", [])):
+        try:
+            flags = int(r.get("admin_flags") or 0)
+        except (TypeError, ValueError):
+            flags = 0
+        if forced in ("drain", "maint") and not (forced == "maint" and flags & CMAINT):
             out["runtime_only"].append("%s (%s)" % (name, forced))
     return out
 
 
-def haproxy_enable(hosts, hostvars, names, forced=None, ipv6_upstreams=True):
+def _forced(live):
+    """{"B/S": forced state} from dsr_haproxy's `servers` (a live read)."""
+    if isinstance(live, dict):
+        return live
+    return dict(("%s/%s" % (s["backend"], s["server"]), s.get("forced") or "ready") for s in live or [])
+
+
+def haproxy_drain(hosts, names, original=None, live=None):
+    """The servers of `hosts` to drain. Left alone: a server that was in
+    drain or maintenance before the first run (`original`, the balancer's
+    snapshot; its operator's), and one in maintenance now (`live`, read just
+    before: taken out since preflight). A drain would take either out of
+    the state its operator chose."""
+    original, live = _forced(original), _forced(live)
+    return [n for h in hosts or [] for n in (names or {}).get(h, [])
+            if original.get(n, "ready") == "ready" and live.get(n) != "maint"]
+
+
+def haproxy_enable(hosts, hostvars, names, original=None, live=None, ipv6_upstreams=True):
     """[{host, server, address, state}] putting `hosts` back into HAProxy:
-    each of a host's servers on upstream_address(), `ready`, except a server
-    found forced into `maint` (its operator took it out; `forced` is
-    dsr_haproxy_runtime's), which keeps `maint`. A server in maintenance
-    only through a server it tracks is put `ready`: it follows that one."""
+    each of a host's servers on upstream_address(), in the state its
+    operator left it: `maint` if it was in maintenance before the first run
+    (`original`) or is now (`live`), `drain` if it was draining before the
+    first run, else `ready`. A server in maintenance only through a server
+    it tracks is put `ready`: it follows that one."""
+    original, live = _forced(original), _forced(live)
     out = []
     for h in hosts or []:
         address = upstream_address(h, hostvars, ipv6_upstreams)
         for name in (names or {}).get(h, []):
-            state = "maint" if (forced or {}).get(name) == "maint" else "ready"
+            before = original.get(name, "ready")
+            state = ("maint" if "maint" in (before, live.get(name)) else "drain" if before == "drain" else "ready")
             out.append({"host": h, "server": name, "address": address, "state": state})
     return out
 
+def _haproxy_procs(ps_text):
+    """{pid: ppid} of the haproxy processes in `ps -e -o pid=,ppid=,args=`."""
+    out = {}
+    for line in (ps_text or "").splitlines():
+        parts = line.split(None, 2)
+        if len(parts) == 3 and parts[0].isdigit() and parts[1].isdigit():
+            if parts[2].split()[0].rsplit("/", 1)[-1] == "haproxy":
+                out[int(parts[0])] = int(parts[1])
+    return out
 
-def haproxy_drain(hosts, names, forced=None):
-    """The servers of `hosts` to drain: every one, except those found forced
-    into `maint` (no traffic reaches them; a drain would take them out of it)."""
-    return [n for h in hosts or [] for n in (names or {}).get(h, []) if (forced or {}).get(n) != "maint"]
+
+def haproxy_old_workers(ps_before, ps_now):
+    """The HAProxy workers of before a reload still alive (master-worker
+    mode, as systemd runs it with -Ws): a reload forks new workers and
+    leaves each old one finishing the sessions it holds, and the runtime
+    API answers for the new workers only, so a drain would not see those
+    sessions. The master keeps its pid across the reload and is not a
+    worker (its parent is not haproxy)."""
+    before, now = _haproxy_procs(ps_before), _haproxy_procs(ps_now)
+    workers = set(pid for pid, ppid in before.items() if ppid in before)
+    return sorted(pid for pid in workers if pid in now)
 
 
 class FilterModule(object):
@@ -288,4 +357,5 @@ class FilterModule(object):
             "dsr_haproxy_runtime": haproxy_runtime,
             "dsr_haproxy_enable": haproxy_enable,
             "dsr_haproxy_drain": haproxy_drain,
+            "dsr_haproxy_old_workers": haproxy_old_workers,
         }

@@ -211,9 +211,10 @@ def test_server_lines_and_the_host_map():
 
 
 def test_filter_module():
-    assert sorted(dh.FilterModule().filters()) == ["dsr_haproxy_binds", "dsr_haproxy_dualstack_plan",
-                                                   "dsr_haproxy_server_edit", "dsr_haproxy_server_names",
-                                                   "dsr_haproxy_servers", "dsr_haproxy_source_problems"]
+    assert sorted(dh.FilterModule().filters()) == [
+        "dsr_haproxy_binds", "dsr_haproxy_dualstack_plan", "dsr_haproxy_server_edit",
+        "dsr_haproxy_server_edit_problems", "dsr_haproxy_server_names", "dsr_haproxy_servers",
+        "dsr_haproxy_source_problems"]
 
 
 # --- the corpus --------------------------------------------------------------------------------------
@@ -815,6 +816,12 @@ SRC_NAMES = {"app1": ["app/a1"], "app2": ["app/a2"], "app3": ["other/a3"]}
     ("another backend's source is not this one's",
      "backend other\n    source 10.0.0.2\n    server a3 10.0.0.13:80\nbackend app\n    server a1 10.0.0.11:80\n",
      ["other/a3"]),
+    ("a defaults default-server source beats the section's source (HAProxy 2.6)",
+     "defaults\n    default-server source 10.0.0.2\nbackend app\n    source [fd00::2]\n    server a1 10.0.0.11:80\n",
+     ["app/a1"]),
+    ("the section's default-server beats the defaults' default-server",
+     "defaults\n    default-server source 10.0.0.2\nbackend app\n    default-server source [fd00::2]\n"
+     "    server a1 10.0.0.11:80\n", []),
     ("servers of no app host are not judged",
      "backend app\n    source 10.0.0.2\n    server x 10.0.0.99:80\n", []),
 ])
@@ -839,3 +846,14 @@ def test_the_source_rule_matches_haproxy_itself(tmp_path):
     r = subprocess.run([HAPROXY, "-c", "-f", str(cfg)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     assert [re.search(r"server (\S+) \(host", p).group(1) for p in dh.source_problems(text, SRC_NAMES)] == ["app/a2"]
+
+
+def test_server_edit_problems_find_in_preflight_what_the_edit_would_refuse():
+    both = (".if defined(A)\n    server web1 10.0.0.11:80\n.else\n    server web1 10.0.0.11:81\n.endif\n")
+    text = "backend app\n" + both + "    server web2 web2.internal:80\n    server web3 10.0.0.13:80\n"
+    assert dh.server_edit_problems(text, {"h3": ["app/web3"]}) == []
+    assert dh.server_edit_problems(text, {}) == []
+    (p,) = dh.server_edit_problems(text, {"h1": ["app/web1"]}, {"host": "lb1"})
+    assert "app/web1" in p and "2 times" in p
+    (p,) = dh.server_edit_problems(text, {"h2": ["app/web2"]}, {"host": "lb1"})
+    assert "app/web2" in p

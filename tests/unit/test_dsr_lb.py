@@ -216,49 +216,60 @@ HA_HV = {
              "dsr_trust": {"ipv6_upstream_ok": False}},
 }
 HA_NAMES = {"app1": ["web/a1", "api/a1"], "app2": ["web/a2"], "app3": ["web/a3"]}
+CTX = {"host": "lb1", "path": "/etc/haproxy/haproxy.cfg"}
 
 
 def _conf(*entries):
-    return [{"backend": b, "server": s, "address": a, "port": 80, "line": n, "options": list(o)}
-            for b, s, a, n, o in entries]
+    return [{"backend": b, "server": s, "address": a, "port": 80, "line": n, "raw": a, "conditional": cond}
+            for b, s, a, n, cond in entries]
 
 
 def _run(*entries):
-    return [{"backend": b, "server": s, "address": a, "port": 80, "forced": f, "admin": f}
-            for b, s, a, f in entries]
+    """(backend, server, address, forced[, srv_admin_state flags])"""
+    return [{"backend": e[0], "server": e[1], "address": e[2], "port": 80, "forced": e[3], "admin": e[3],
+             "admin_flags": e[4] if len(e) > 4 else {"ready": 0, "drain": 8, "maint": 1}[e[3]]} for e in entries]
 
 
-CONF = _conf(("web", "a1", "10.0.0.11", 10, ["check"]), ("api", "a1", "10.0.0.11", 20, []),
-             ("web", "a2", "10.0.0.12", 11, ["check"]), ("web", "a3", "10.0.0.13", 12, ["check", "disabled"]),
-             ("web", "other", "10.0.0.99", 13, []))
+CONF = _conf(("web", "a1", "10.0.0.11", 10, False), ("api", "a1", "10.0.0.11", 20, False),
+             ("web", "a2", "10.0.0.12", 11, False), ("web", "a3", "10.0.0.13", 12, False),
+             ("web", "other", "10.0.0.99", 13, False))
+RUN_OK = _run(("web", "a1", "10.0.0.11", "ready"), ("api", "a1", "10.0.0.11", "ready"),
+              ("web", "a2", "10.0.0.12", "ready"), ("web", "a3", "10.0.0.13", "maint", 5),
+              ("web", "other", "10.0.0.99", "ready"))
 
 
 def test_runtime_as_the_file_says_has_no_problem():
-    run = _run(("web", "a1", "10.0.0.11", "ready"), ("api", "a1", "10.0.0.11", "ready"),
-               ("web", "a2", "10.0.0.12", "ready"), ("web", "a3", "10.0.0.13", "maint"),
-               ("web", "other", "10.0.0.99", "ready"))
-    r = haproxy_runtime(HA_NAMES, run, CONF, HA_HV, {"host": "lb1", "path": "/etc/haproxy/haproxy.cfg"})
-    assert r["problems"] == [] and r["unfinished"] == []
-    # `disabled` in the file is the operator's, kept through a reload: not run-time only
+    r = haproxy_runtime(HA_NAMES, RUN_OK, CONF, HA_HV, CTX)
+    assert r["problems"] == [] and r["unfinished"] == [] and r["names"] == HA_NAMES
+    # maintenance from the file (CMAINT, `disabled` on the server or a default-server) survives a reload
     assert r["runtime_only"] == []
     assert r["forced"] == {"web/a1": "ready", "api/a1": "ready", "web/a2": "ready", "web/a3": "maint"}
 
 
 def test_runtime_only_maintenance_and_drain_are_named_for_every_server():
     run = _run(("web", "a1", "10.0.0.11", "ready"), ("api", "a1", "10.0.0.11", "ready"),
-               ("web", "a2", "10.0.0.12", "maint"), ("web", "a3", "10.0.0.13", "maint"),
+               ("web", "a2", "10.0.0.12", "maint"), ("web", "a3", "10.0.0.13", "maint", 5),
                ("web", "other", "10.0.0.99", "drain"))
-    r = haproxy_runtime(HA_NAMES, run, CONF, HA_HV)
-    assert r["runtime_only"] == ["web/a2 (maint)", "web/other (drain)"]
+    assert haproxy_runtime(HA_NAMES, run, CONF, HA_HV)["runtime_only"] == ["web/a2 (maint)", "web/other (drain)"]
 
 
 def test_a_server_the_file_names_but_haproxy_does_not_run_is_a_problem():
-    run = _run(("web", "a1", "10.0.0.11", "ready"), ("web", "a2", "10.0.0.12", "ready"),
-               ("web", "a3", "10.0.0.13", "ready"))
-    r = haproxy_runtime(HA_NAMES, run, CONF, HA_HV, {"host": "lb1", "path": "/etc/haproxy/haproxy.cfg"})
+    run = [x for x in RUN_OK if x["backend"] != "api"]
+    r = haproxy_runtime(HA_NAMES, run, CONF, HA_HV, CTX)
     assert r["problems"] == [
         "load balancer lb1: /etc/haproxy/haproxy.cfg line 20 names server api/a1 for app1, but HAProxy does not "
         "run it (runtime API): reload HAProxy so that it runs the file on disk"]
+
+
+def test_a_server_in_a_conditional_block_haproxy_did_not_take_is_not_a_problem_unless_it_is_all_there_is():
+    conf = CONF + _conf(("web", "a2b", "10.0.0.12", 30, True))
+    r = haproxy_runtime(dict(HA_NAMES, app2=["web/a2", "web/a2b"]), RUN_OK, conf, HA_HV, CTX)
+    assert r["problems"] == [] and r["names"]["app2"] == ["web/a2"]
+    conf = [c for c in CONF if c["server"] != "a2"] + _conf(("web", "a2b", "10.0.0.12", 30, True))
+    run = [x for x in RUN_OK if x["server"] != "a2"]
+    r = haproxy_runtime(dict(HA_NAMES, app2=["web/a2b"]), run, conf, HA_HV, CTX)
+    assert r["problems"] == ["load balancer lb1: app2: HAProxy runs none of its servers (web/a2b): each is in a "
+                             "conditional block HAProxy did not take"]
 
 
 def test_runtime_address_that_is_none_of_the_hosts_is_a_problem_its_other_address_is_unfinished():
@@ -272,19 +283,59 @@ def test_runtime_address_that_is_none_of_the_hosts_is_a_problem_its_other_addres
     assert r["unfinished"] == ["app1", "app3"]
 
 
-def test_drain_skips_servers_in_maintenance():
-    assert haproxy_drain(["app1", "app3"], HA_NAMES, {"web/a3": "maint"}) == ["web/a1", "api/a1"]
+def test_a_server_haproxy_runs_at_a_hosts_address_but_the_file_names_otherwise_is_a_problem():
+    conf = CONF + [{"backend": "api", "server": "a2", "address": "web2.internal", "raw": "web2.internal:8080",
+                    "port": 8080, "line": 40, "conditional": False}]
+    run = RUN_OK + _run(("api", "a2", "10.0.0.12", "ready"), ("dyn", "srv1", "10.0.0.13", "ready"))
+    r = haproxy_runtime(HA_NAMES, run, conf, HA_HV, CTX)
+    assert r["problems"] == [
+        "load balancer lb1: HAProxy runs server api/a2 at 10.0.0.12:80, the address of app2, but it is written "
+        "web2.internal:8080 on /etc/haproxy/haproxy.cfg line 40: the tool can neither drain it with the host nor "
+        "move it; write the host's address on its server line",
+        "load balancer lb1: HAProxy runs server dyn/srv1 at 10.0.0.13:80, the address of app3, but it comes from "
+        "a server-template or the runtime API, not a server line: the tool can neither drain it with the host "
+        "nor move it; write the host's address on its server line"]
+
+
+def test_drain_leaves_alone_what_its_operator_took_out_before_the_run_or_since():
+    assert haproxy_drain(["app1", "app2", "app3"], HA_NAMES) == ["web/a1", "api/a1", "web/a2", "web/a3"]
+    # before the first run: web/a3 in maintenance, web/a2 draining; since preflight: api/a1 in maintenance
+    assert haproxy_drain(["app1", "app2", "app3"], HA_NAMES, {"web/a3": "maint", "web/a2": "drain"},
+                         _run(("api", "a1", "10.0.0.11", "maint"))) == ["web/a1"]
+    # drained by an interrupted run of this tool (ready before the first run): drained again
+    assert haproxy_drain(["app1"], HA_NAMES, {"web/a1": "ready"}, {"web/a1": "drain"}) == ["web/a1", "api/a1"]
     assert haproxy_drain([], HA_NAMES) == []
 
 
-def test_enable_moves_each_server_to_its_hosts_address_and_keeps_maintenance():
-    out = haproxy_enable(["app1", "app2", "app3"], HA_HV, HA_NAMES, {"web/a2": "maint"})
+def test_enable_moves_each_server_and_gives_back_the_state_its_operator_chose():
+    out = haproxy_enable(["app1", "app2", "app3"], HA_HV, HA_NAMES, {"web/a2": "maint"}, {"api/a1": "maint"})
     assert out == [
         {"host": "app1", "server": "web/a1", "address": "fd00::11", "state": "ready"},
-        {"host": "app1", "server": "api/a1", "address": "fd00::11", "state": "ready"},
-        # not dual-stack: IPv4, and kept in the maintenance its operator set
+        # put in maintenance since preflight: it stays there
+        {"host": "app1", "server": "api/a1", "address": "fd00::11", "state": "maint"},
+        # not dual-stack: IPv4, and kept in the maintenance its operator set before the run
         {"host": "app2", "server": "web/a2", "address": "10.0.0.12", "state": "maint"},
         # dual-stack, but a rule that trusts the balancer has no IPv6 twin: IPv4
         {"host": "app3", "server": "web/a3", "address": "10.0.0.13", "state": "ready"}]
+    # draining before the first run: still draining; left drained by an interrupted run: ready again
+    out = haproxy_enable(["app2"], HA_HV, HA_NAMES, {"web/a2": "drain"}, {"web/a2": "drain"})
+    assert out[0]["state"] == "drain"
+    out = haproxy_enable(["app2"], HA_HV, HA_NAMES, {"web/a2": "ready"}, {"web/a2": "drain"})
+    assert out[0]["state"] == "ready"
     # rollback.yml: IPv4 for everyone
-    assert [x["address"] for x in haproxy_enable(["app1"], HA_HV, HA_NAMES, None, False)] == ["10.0.0.11"] * 2
+    assert [x["address"] for x in haproxy_enable(["app1"], HA_HV, HA_NAMES, None, None, False)] == ["10.0.0.11"] * 2
+
+
+def test_haproxy_old_workers_are_those_of_before_the_reload_still_alive():
+    # as ps shows master-worker HAProxy (Debian's unit, -Ws) before and after a reload
+    before = ("    1     0 /sbin/init\n  288     1 /usr/sbin/haproxy -Ws -f /etc/haproxy/haproxy.cfg -p /run/haproxy.pid\n"
+              " 1235   288 /usr/sbin/haproxy -sf 309 -x sockpair@3 -Ws -f /etc/haproxy/haproxy.cfg\n"
+              " 1300     1 /usr/bin/python3 haproxy-exporter\n")
+    now = ("  288     1 /usr/sbin/haproxy -Ws -f /etc/haproxy/haproxy.cfg -p /run/haproxy.pid\n"
+           " 1235   288 /usr/sbin/haproxy -sf 309 -x sockpair@3 -Ws -f /etc/haproxy/haproxy.cfg\n"
+           " 1993   288 /usr/sbin/haproxy -sf 1235 -x sockpair@4 -Ws -f /etc/haproxy/haproxy.cfg\n")
+    from dsr_lb import haproxy_old_workers
+    assert haproxy_old_workers(before, now) == [1235]
+    gone = now.replace(" 1235   288 /usr/sbin/haproxy -sf 309 -x sockpair@3 -Ws -f /etc/haproxy/haproxy.cfg\n", "")
+    assert haproxy_old_workers(before, gone) == []
+    assert haproxy_old_workers("", now) == []
