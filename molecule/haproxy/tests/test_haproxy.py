@@ -276,6 +276,22 @@ def test_04_drain_waits_for_the_requests_in_flight():
     assert print_of("dsr-h-app1") == STATE["before"]["dsr-h-app1"]
 
 
+def test_04b_a_server_its_operator_put_in_maintenance_stays_there():
+    """An operator takes dsr-h-app2's server out (runtime API) after the
+    rollout; rolling that host back moves it to IPv4 but leaves it in
+    maintenance: neither drained out of it nor put back ready."""
+    srv = server_of("dsr-h-app2")
+    runtime("set server app/%s state maint" % srv)
+    try:
+        r = playbook("rollback.yml", "--limit", "dsr-h-app2")
+        assert r.returncode == 0, out_of(r)[-3000:]
+        addr, flags, _ = servers()[srv]
+        assert addr == addresses(host("dsr-h-app2"))["ipv4"][0] and flags & 0x01, servers()
+        assert print_of("dsr-h-app2") == STATE["before"]["dsr-h-app2"]
+    finally:
+        runtime("set server app/%s state ready" % srv)
+
+
 def test_05_rollback_restores_every_byte():
     r = playbook("rollback.yml")
     assert r.returncode == 0, out_of(r)[-3000:]
