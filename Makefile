@@ -19,7 +19,7 @@ export MOLECULE_GLOB := molecule/*/molecule.yml
 # in LEGACY_SCENARIOS run under the ansible-core 2.16 controller
 # (.venv-legacy), the others under the newest. Each scenario's output:
 # logs/molecule/SCENARIO.log.
-LANES ?= "fleet default baseline" "legacy contract haproxy"
+LANES ?= "fleet contract baseline" "legacy haproxy default"
 SCENARIOS := baseline default contract fleet haproxy legacy
 LEGACY_SCENARIOS := legacy
 LEGACY_VENV ?= .venv-legacy

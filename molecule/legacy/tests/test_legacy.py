@@ -329,9 +329,11 @@ def test_requiretty_with_pipelining_stops_at_the_first_sudo(requiretty):
         assert rows[name]["state"] == "unreadable" and "you must have a tty" in rows[name]["error"], rows[name]
 
 
-def test_requiretty_without_pipelining_fails_rolls_out_audits_and_rolls_back(requiretty, peer_host):
+def test_requiretty_without_pipelining_rolls_out_and_back(requiretty, peer_host):
+    """(The failing rollout and the audit over SSH run with pipelining
+    above; here what requiretty changes: every sudo through a terminal.)"""
     env = {"ANSIBLE_PIPELINING": "False"}
-    rollout_fails_and_restores(peer_host, **env)
+    balancer_steps()
     r = playbook("rollout.yml", **env)
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     dual_stack(peer_host)
@@ -343,8 +345,6 @@ def test_requiretty_without_pipelining_fails_rolls_out_audits_and_rolls_back(req
         (h, drained_at), = drain[1]
         assert drained_at == addresses(host(h))["ipv4"][0], drain
         assert enable[1] == verify[1] == [(h, addresses(host(h))["ipv6"][0])], (enable, verify)
-    r = playbook("audit.yml", **env)
-    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     r = playbook("rollback.yml", **env)
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     as_before(peer_host)
