@@ -254,5 +254,4 @@ class FilterModule(object):
         return {
             "dsr_ss_listeners": parse_ss,
             "dsr_listener_check": listener_check,
-            "dsr_verify_targets": verify_targets,
         }

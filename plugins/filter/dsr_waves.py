@@ -90,5 +90,5 @@ def hosts_needing_change(hosts, hostvars):
 
 class FilterModule(object):
     def filters(self):
-        return {"dsr_waves": waves, "dsr_wave_of": wave_of, "dsr_needs_change": needs_change,
+        return {"dsr_waves": waves, "dsr_wave_of": wave_of,
                 "dsr_hosts_needing_change": hosts_needing_change}
