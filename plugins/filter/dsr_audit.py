@@ -11,6 +11,9 @@ Input per host (gathered read-only by audit.yml), a dict with:
   nginx       nginx plan (dsr_nginx_plan): IPv6 listen lines still missing
   reach       {"4": true|false|null, "6": ...}: real requests to every port
               the host serves publicly, over each family (null: not tried)
+  summary     the owned listener summary (dsr_owned_summary)
+  manifest    the snapshot's manifest (None when no rollout touched the
+              host): its plan and `before` give the rollout verdict
 
 audit_host() turns that into a report row; audit_summary() counts hosts per
 state and lists the fleet-wide problems. The reports (JSON, Markdown, HTML)
@@ -23,7 +26,8 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from dsr_ss import listener_class  # noqa: E402
+from dsr_plan import plan_of  # noqa: E402
+from dsr_ss import listener_check, listener_class  # noqa: E402
 
 STATES = ("dual-stack", "partial", "ipv4-only", "ipv6-disabled", "no-global-ipv6", "unreadable")
 
@@ -62,11 +66,39 @@ def _owner(l):
     return "unknown (not visible to ss: another namespace or no rights)"
 
 
+def rollout_verdict(manifest, listeners, summary, active_units):
+    """The host against its recorded plan (dsr_plan.py) and the state
+    before the rollout: {verdict, missing}.
+
+    none        no rollout recorded a plan here
+    as-planned  every service still running (and nginx) listens where the
+                plan said; a service stopped since is not judged
+    as-before   the host listens exactly as before the first rollout
+                (rolled back, or not changed yet)
+    drifted     neither: `missing` names what the plan wanted and is gone
+    """
+    plan = plan_of(manifest)
+    if plan is None:
+        return {"verdict": "none", "missing": []}
+    missing = []
+    for svc in plan["services"]:
+        if svc["active"] and svc["unit"] in active_units:
+            missing.extend("%s: %s" % (svc["unit"], p) for p in listener_check(listeners, svc.get("listens") or []))
+    if plan["nginx"]["active"] and "nginx.service" in active_units:
+        missing.extend("nginx.service: %s" % p for p in listener_check(listeners, plan["nginx"]["listens"]))
+    if not missing:
+        return {"verdict": "as-planned", "missing": []}
+    before = ((manifest or {}).get("data") or {}).get("before") or {}
+    if list(summary or []) == list(before.get("listeners") or []):
+        return {"verdict": "as-before", "missing": []}
+    return {"verdict": "drifted", "missing": missing}
+
+
 def audit_host(h):
     host = h.get("host")
     row = {"host": host, "role": h.get("role", "app"), "state": "unreadable", "error": h.get("error") or "",
            "kernel": {}, "services": [], "nginx": None, "haproxy": None, "unmanaged": [], "reach": h.get("reach") or {},
-           "problems": [], "trust": []}
+           "problems": [], "trust": [], "rollout": {"verdict": "none", "missing": []}}
     if row["error"]:
         row["problems"].append(row["error"])
         return row
@@ -155,6 +187,14 @@ def audit_host(h):
         elif ok is None and fam == "6" and not ipv6_addresses:
             row["problems"].append("no global IPv6 address to request")
 
+    active_units = set(s["unit"] for s in row["services"] if s["families"] != "stopped")
+    if row["nginx"] is not None and row["nginx"]["listeners"]:
+        active_units.add("nginx.service")
+    row["rollout"] = rollout_verdict(h.get("manifest"), listeners, h.get("summary"), active_units)
+    if row["rollout"]["verdict"] == "drifted":
+        row["problems"].append("neither as the rollout planned nor as before it: %s"
+                               % "; ".join(row["rollout"]["missing"]))
+
     if row["kernel"]["ipv6"] == "disabled":
         row["state"] = "ipv6-disabled"
     elif states and all(s in ("dual-stack", "loopback-dual") for s in states):
@@ -188,15 +228,10 @@ def reach(results, has_ipv6=True):
     return out
 
 
-def public_ports(summary):
-    """Sorted ports of the public (not loopback) listeners of an owned summary."""
-    ports = set()
-    for item in summary or []:
-        addr, port = item.split(" ")[0].rsplit(":", 1)
-        a = addr.strip("[]")
-        if not (a.startswith("127.") or a == "::1"):
-            ports.add(int(port))
-    return sorted(ports)
+def public_ports(listeners):
+    """Sorted ports of the public (not loopback) listeners, parsed ss output
+    (dsr_ss_listeners): the ports the audit requests over both families."""
+    return sorted(set(int(l["port"]) for l in listeners or [] if not l["loopback"]))
 
 
 def row_or_unreadable(pair):
@@ -252,15 +287,15 @@ def audit_summary(rows):
 
 def audit_table(rows):
     """Compact fixed-width lines for the end of the play."""
-    head = "%-14s %-4s %-13s %-8s %-10s %-8s %-7s %s" % (
-        "host", "role", "state", "ipv6", "bindv6only", "services", "nginx", "unmanaged")
+    fmt = "%-14s %-4s %-13s %-8s %-10s %-8s %-7s %-9s %s"
+    head = fmt % ("host", "role", "state", "ipv6", "bindv6only", "services", "nginx", "unmanaged", "plan")
     lines = [head, "-" * len(head)]
     for r in rows:
         nginx = "-" if not r["nginx"] else ("ok" if not r["nginx"]["missing_ipv6_ports"] else "missing")
-        lines.append("%-14s %-4s %-13s %-8s %-10s %-8s %-7s %s" % (
+        lines.append(fmt % (
             r["host"][:14], r["role"], r["state"], r["kernel"].get("ipv6", "?"),
             r["kernel"].get("bindv6only", "?") if r["kernel"] else "?",
-            len(r["services"]), nginx, len(r["unmanaged"])))
+            len(r["services"]), nginx, len(r["unmanaged"]), r.get("rollout", {}).get("verdict", "none")))
     return lines
 
 

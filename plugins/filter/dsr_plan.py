@@ -17,6 +17,8 @@ Schema (version 1), every key always present:
     active, enabled, state   its run state when preflight read it
     binds_now                what its configuration binds today
     binds_target             what it will bind (binds_now when stopped)
+    listens                  [{address, port, v6only}] it will listen on
+                             ([] when stopped: it is left alone)
     reuse_port, forwarded_allow_ips   the two options the change may set
     written[]                {kind, path} of every file its change writes
                              (the same bytes again when nothing changes;
@@ -62,6 +64,7 @@ def _service(item, recipes):
         "state": r.get("state", "unknown"),
         "binds_now": list(svc.get("binds") or []),
         "binds_target": list(plan["binds"]),
+        "listens": [dict((k, l.get(k)) for k in ("address", "port", "v6only")) for l in plan.get("listeners") or []],
         "reuse_port": bool(plan.get("reuse_port", svc.get("reuse_port"))),
         "forwarded_allow_ips": plan.get("forwarded_allow_ips", svc.get("forwarded_allow_ips")),
         "written": [{"kind": c["kind"], "path": c["path"]} for c in item.get("changes") or []],

@@ -158,3 +158,77 @@ def test_haproxy_balancer_before_and_after():
 def test_haproxy_bind_the_plan_cannot_twin_is_a_problem():
     row = lb_host(HA_BEFORE, HAPROXY_CFG.replace("bind :80", "bind lb.example:80"))
     assert any("lb.example is a host name" in p for p in row["problems"]), row["problems"]
+
+
+# --- the host against the plan a rollout recorded (dsr_plan.py) -------------
+
+def manifest(before_listeners=("0.0.0.0:8000 webapp.service", "0.0.0.0:80 nginx.service")):
+    plan = {"version": 1, "host": "app1", "needs_change": True,
+            "services": [{"unit": "webapp.service", "active": True, "listens": [
+                {"address": "0.0.0.0", "port": 8000, "v6only": None},
+                {"address": "::", "port": 8000, "v6only": 1}]}],
+            "nginx": {"active": True, "changed": True, "files": [], "listens": [
+                {"file": "/etc/nginx/sites-enabled/app", "line": 3, "address": "::", "port": 80, "v6only": 0,
+                 "tls": False}]},
+            "kernel": {}, "verify": {}, "restore": {}}
+    return {"version": 1, "files": {}, "data": {"before": {"listeners": list(before_listeners)}, "plan": plan}}
+
+
+BEFORE_SUMMARY = ["0.0.0.0:8000 webapp.service", "0.0.0.0:80 nginx.service"]
+SVC_ON = [dict(SVC[0], active=True)]
+
+
+def test_a_host_no_rollout_touched_has_no_verdict():
+    row = host(AFTER, nginx_missing=(), reach={"4": True, "6": True}, services=SVC_ON)
+    assert row["rollout"] == {"verdict": "none", "missing": []}
+
+
+def test_a_rolled_out_host_is_as_planned():
+    row = host(AFTER, nginx_missing=(), reach={"4": True, "6": True}, services=SVC_ON, manifest=manifest(),
+               summary=["whatever now"])
+    assert row["rollout"] == {"verdict": "as-planned", "missing": []} and row["problems"] == []
+
+
+def test_a_rolled_back_host_is_as_before():
+    row = host(BEFORE, services=SVC_ON, manifest=manifest(), summary=list(BEFORE_SUMMARY))
+    assert row["rollout"]["verdict"] == "as-before"
+    assert not any("planned" in p for p in row["problems"])
+
+
+def test_a_host_that_is_neither_has_drifted_and_says_what_is_gone():
+    # nginx kept its IPv6 listen; the service lost its [::]:8000
+    text = "\n".join(l for l in AFTER.splitlines() if "[::]:8000" not in l) + "\n"
+    row = host(text, nginx_missing=(), services=SVC_ON, manifest=manifest(), summary=["not as before"])
+    assert row["rollout"] == {"verdict": "drifted", "missing": ["webapp.service: nothing listens on [::]:8000"]}
+    assert "neither as the rollout planned nor as before it: webapp.service: nothing listens on [::]:8000" \
+        in row["problems"]
+
+
+def test_a_wrong_v6only_is_drift_too():
+    text = AFTER.replace("[::]:8000 [::]:* ino:104 sk:5 cgroup:/system.slice/webapp.service v6only:1",
+                         "[::]:8000 [::]:* ino:104 sk:5 cgroup:/system.slice/webapp.service v6only:0")
+    row = host(text, nginx_missing=(), services=SVC_ON, manifest=manifest(), summary=["not as before"])
+    assert row["rollout"]["verdict"] == "drifted"
+    assert row["rollout"]["missing"] == ["webapp.service: [::]:8000 listens with v6only=0, expected 1"]
+
+
+def test_a_service_stopped_since_is_not_judged():
+    text = "\n".join(l for l in AFTER.splitlines() if ":8000" not in l) + "\n"
+    row = host(text, nginx_missing=(), services=[dict(SVC[0], active=False)], manifest=manifest(),
+               summary=["not as before"])
+    assert row["rollout"]["verdict"] == "as-planned"
+
+
+def test_public_ports_come_from_the_parsed_sockets():
+    from dsr_audit import public_ports
+    listeners = parse_ss(AFTER + "LISTEN 0 128 127.0.0.1:9000 0.0.0.0:* ino:9 sk:9 <->\n"
+                         "LISTEN 0 128 [::1]:9000 [::]:* ino:10 sk:a v6only:1 <->\n", V)
+    assert public_ports(listeners) == [80, 8000]
+    assert public_ports([]) == []
+
+
+def test_the_table_shows_each_host_against_its_plan():
+    rows = [host(AFTER, nginx_missing=(), services=SVC_ON, manifest=manifest(), summary=[]), host(BEFORE)]
+    lines = audit_table(rows)
+    assert lines[0].split()[-1] == "plan"
+    assert [line.split()[-1] for line in lines[2:]] == ["as-planned", "none"]
