@@ -70,7 +70,7 @@ lint: venv
 
 unit: venv tools
 	@echo "== unit tests"
-	pytest
+	pytest --timeout 600
 
 # Without a CPython 3.6 build on this machine (pyenv) there is no 12-py36
 # image: the legacy scenario's Python 3.6 host then runs the Python 2.7 image
