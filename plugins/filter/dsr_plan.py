@@ -34,8 +34,9 @@ Schema (version 1), every key always present:
                   private_ports: gunicorn loopback ports no peer may reach}
   restore        {files: every path the snapshot keeps,
                   services: [{unit, name, manager, restart, active,
-                              enabled, state}] as found,
-                  kernel: the values before, put back at run time}
+                              enabled, state}] as found before the first
+                              run's change,
+                  kernel: the values then, put back at run time}
 """
 from __future__ import annotations
 
@@ -73,7 +74,7 @@ def _service(item, recipes):
 
 
 def host_plan(gunicorn_plans, nginx_plan, before, interfaces, sysctl_file, sysctl_file_exists,
-              bindv6only="keep", host=None, nginx_active=True, found=None):
+              bindv6only="keep", host=None, nginx_active=True, found=None, original=None):
     """The host's plan (schema above) from preflight's parts.
 
     gunicorn_plans  the running services' plans (dsr_gunicorn_plans), after
@@ -84,6 +85,9 @@ def host_plan(gunicorn_plans, nginx_plan, before, interfaces, sysctl_file, sysct
     interfaces      the interfaces whose IPv6 switch the kernel step sets
     found           every gunicorn service found, stopped ones included
                     (listed with nothing written: they are left alone)
+    original        what an earlier run's snapshot recorded before its first
+                    change (None on a first run): the restore puts the host
+                    back to that, not to the half-done host of this run
     """
     before = before or {}
     nginx_plan = nginx_plan or {}
@@ -115,8 +119,8 @@ def host_plan(gunicorn_plans, nginx_plan, before, interfaces, sysctl_file, sysct
         "verify": verify_targets(gunicorn_plans, nginx_plan),
         "restore": {
             "files": [sysctl_file] + sorted(set(written + nginx_files) - set([sysctl_file])),
-            "services": list(before.get("services") or []),
-            "kernel": kernel_before,
+            "services": list((original or before).get("services") or []),
+            "kernel": dict((original or before).get("kernel") or {}),
         },
     }
 

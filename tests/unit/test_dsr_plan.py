@@ -157,3 +157,17 @@ def test_rollback_needed_when_anything_differs_from_the_snapshot(change, needed)
     change(st)
     assert rollback_needed(m, st, False) is needed
     assert rollback_needed(m, st, True) is True
+
+
+def test_a_rerun_restores_to_the_first_run_s_before_not_to_its_own():
+    """A host an earlier run left half-done (kernel switched on, a service
+    stopped since): the restore recipe is what the first run recorded."""
+    found = services()
+    plans = service_plans([s for s in found if s["active"]], 0, "separate", [], [], "app1")
+    original = before(found, KERNEL_OFF)
+    now = before(found, KERNEL_ON)
+    plan = host_plan(plans, nginx_plan({SITE_FILE: SITE}), now, ["eth0"], SYSCTL, True, "keep", "app1", True,
+                     found, original)
+    assert plan["kernel"]["before"] == KERNEL_ON  # this run's starting point
+    assert plan["restore"]["kernel"] == KERNEL_OFF  # the host as it was
+    assert plan["restore"]["services"] == original["services"]
