@@ -23,7 +23,8 @@ lane() {
     [ -e "$failed" ] && { echo "== scenario $s not run (another scenario failed)"; continue; }
     bin=$DSR_BIN
     case " ${DSR_LEGACY_SCENARIOS:-} " in *" $s "*) bin=$DSR_LEGACY_BIN ;; esac
-    echo "== scenario $s started ($("$bin/ansible" --version | head -1)), log $logdir/$s.log"
+    # (`ansible --version | head -1` would print a BrokenPipeError traceback.)
+    echo "== scenario $s started (ansible-core $("$bin/python" -c 'from ansible.release import __version__ as v; print(v)')), log $logdir/$s.log"
     start=$(date +%s)
     # shellcheck disable=SC2086
     env ${DSR_SCENARIO_ENV:-} PATH="$bin:$PATH" "$bin/molecule" test -s "$s" >"$logdir/$s.log" 2>&1
