@@ -24,7 +24,7 @@ SCENARIOS := baseline default contract fleet haproxy legacy
 LEGACY_SCENARIOS := legacy
 LEGACY_VENV ?= .venv-legacy
 
-.PHONY: help venv docker tools images lint unit molecule test scenario clean demo demo-clean audit
+.PHONY: help venv docker tools images lint unit sanity molecule test scenario clean demo demo-clean audit
 
 help:
 	@echo "make demo              set up everything, start a sandbox fleet, audit, roll out, audit again"
@@ -35,6 +35,7 @@ help:
 	@echo "make scenario S=NAME   run one Molecule scenario (create, converge, verify, destroy)"
 	@echo "make images            build the Debian 11/12/13 test host images (only when the recipe changed)"
 	@echo "make lint | unit       yamllint + ansible-lint | pytest unit tests of the plugins"
+	@echo "make sanity            ansible-test sanity on the built collection (and compile/import on Python 2.7, 3.6)"
 
 venv: $(VENV)/.installed $(LEGACY_VENV)/.installed
 
@@ -72,6 +73,11 @@ unit: venv tools
 	@echo "== unit tests"
 	pytest --timeout 600
 
+# The collection as ansible-galaxy builds it, judged by ansible-core's own
+# sanity tests; the hosts' Pythons (2.7, 3.6) from this machine's pyenv.
+sanity: venv
+	DSR_BIN=$(BIN) DSR_LEGACY_BIN=$(CURDIR)/$(LEGACY_VENV)/bin scripts/sanity.sh
+
 # Without a CPython 3.6 build on this machine (pyenv) there is no 12-py36
 # image: the legacy scenario's Python 3.6 host then runs the Python 2.7 image
 # and its Python 3.6 checks skip, said here and by the tests.
@@ -90,7 +96,7 @@ scenario: venv images
 	bin=$(BIN); case " $(LEGACY_SCENARIOS) " in *" $(S) "*) bin=$(CURDIR)/$(LEGACY_VENV)/bin;; esac; \
 	  env $(py36-fallback) PATH=$$bin:$$PATH $$bin/molecule test -s $(S)
 
-test: lint unit molecule
+test: lint unit sanity molecule
 	@echo "== all tests passed"
 
 clean:

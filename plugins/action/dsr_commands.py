@@ -78,7 +78,7 @@ def parse_output(stdout, commands):
             ended = True
             break
         if line.startswith(_CMD + " "):
-            _, idx, rc = line.split(" ")
+            _marker, idx, rc = line.split(" ")
             cur = {"i": int(idx), "rc": int(rc), "out": [], "err": []}
             results.append(cur)
         elif line == _ERR and cur is not None:
@@ -118,7 +118,7 @@ class ActionModule(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
-        _, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        _validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
         commands = args["commands"]
         if not commands:
             raise AnsibleActionFail("commands is empty")

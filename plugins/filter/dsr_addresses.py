@@ -92,13 +92,13 @@ def _from_json(links):
         for info in link.get("addr_info") or []:
             if not info.get("local") or info.get("family") not in ("inet", "inet6"):
                 continue  # `ip -j addr show scope global` leaves {} for filtered addresses
-            infos.append(_address(info["family"], info["local"], info.get("prefixlen", 32 if info["family"] == "inet"
-                                                                                  else 128),
+            infos.append(_address(info["family"], info["local"],
+                                  info.get("prefixlen", 32 if info["family"] == "inet" else 128),
                                   info.get("scope", "global"), info.get("label"), info.get("broadcast"),
                                   info.get("peer", info.get("address")),
                                   [f for f in FLAGS if info.get(f)]))
         if infos:
-            out.append({"ifindex": int(link.get("ifindex", 0)), "ifname": str(link.get("ifname", "")).split("@")[0],
+            out.append({"ifindex": int(link.get("ifindex", 0)), "ifname": str(link.get("ifname", "")).split("@", 1)[0],
                         "addr_info": infos})
     return out
 
@@ -107,7 +107,7 @@ def _parse_line(family, rest, line):
     fields = rest.split("\\", 1)[0].split()
     if not fields:
         raise AddressParseError("ip -o addr: no address in %r" % line)
-    local, _, prefixlen = fields.pop(0).partition("/")
+    local, _slash, prefixlen = fields.pop(0).partition("/")
     label = None
     if family == "inet" and len(fields) >= 2 and fields[-2] not in _VALUED:
         label = fields.pop()  # IPv4 always carries its label last
@@ -126,7 +126,7 @@ def _parse_line(family, rest, line):
             flags.add(word)
         i += 1
     if "peer" in values:
-        peer, _, prefixlen = values["peer"].partition("/")
+        peer, _slash, prefixlen = values["peer"].partition("/")
     else:
         peer = None
     if "flags" in values:

@@ -260,8 +260,8 @@ def journal_timeline(entries):
             items.append((a, b, e))
     if not items:
         return []
-    t0 = min(a for a, _, _ in items)
-    t1 = max(b for _, b, _ in items)
+    t0 = min(a for a, _end, _entry in items)
+    t1 = max(b for _start, b, _entry in items)
     span = max((t1 - t0).total_seconds(), 0.001)
     out = []
     for a, b, e in sorted(items, key=lambda i: (i[0], i[2].get("host"))):

@@ -147,7 +147,7 @@ def parse_gunicorn_bind(text):
         s = s[len("tcp://"):]
     host, port = s, "8000"
     if "[" in s and "]" in s:
-        host = s.split("]")[0][1:]
+        host = s.split("]", 1)[0][1:]
         port = (s.split("]:") + ["8000"])[1]
     elif ":" in s:
         host, port = (s.split(":") + ["8000"])[:2]
@@ -248,7 +248,7 @@ def _original(original, owner):
     first change (the snapshot's), or None when there is none."""
     if original is None:
         return None
-    return set((a, p) for a, p, _, o in (_parse_summary(x) for x in original) if o == owner)
+    return set((a, p) for a, p, _v6only, o in (_parse_summary(x) for x in original) if o == owner)
 
 
 def live_mismatches(services, listeners, nginx_plan=None, nginx_active=False, ss_x_text="",
@@ -323,7 +323,7 @@ def live_mismatches(services, listeners, nginx_plan=None, nginx_active=False, ss
                 % (where, unit, ", ".join(_fmt(a, p) for a, p in sorted(believed)) or "nothing",
                    ", ".join(_fmt(a, p) for a, p in sorted(held)) or "nothing"))
         for b in svc.get("binds") or []:
-            kind, path, _ = parse_gunicorn_bind(b)
+            kind, path, _port = parse_gunicorn_bind(b)
             if kind == "unix":
                 if unix_paths is None:
                     unix_paths = unix_listening(ss_x_text)
@@ -427,7 +427,7 @@ def contract_problems(before, after, interfaces=None, not_migrated=None, ctx=Non
     where = "host %s: " % host if host else ""
     b = [_parse_summary(x) if isinstance(x, str) else x for x in before or []]
     a = [_parse_summary(x) if isinstance(x, str) else x for x in after or []]
-    have = set((ad, p, o) for ad, p, _, o in a)
+    have = set((ad, p, o) for ad, p, _v6only, o in a)
     dual = set((p, o) for ad, p, v6, o in a if ad == "::" and v6 == 0)
     skip = dict(((n["address"], int(n["port"]), n["owner"]), n.get("reason", "")) for n in not_migrated or [])
     problems = []
@@ -459,7 +459,7 @@ def ipv4_public(summary, addresses=None):
     each of `addresses` (the host's global IPv4), a specific address on
     itself; loopback is left out (a peer cannot reach it)."""
     out = []
-    for ad, p, _, o in (_parse_summary(x) for x in summary or []):
+    for ad, p, _v6only, o in (_parse_summary(x) for x in summary or []):
         if ":" in ad:
             continue
         ip = ipaddress.ip_address(ad)
@@ -476,7 +476,7 @@ def ipv6_public(summary, interfaces=None, addresses6=None):
     """IPv6 targets for the public IPv4 listeners of a summary taken
     before: [::] twins on each of `addresses6`, specific ones on their twin."""
     out = []
-    for ad, p, _, o in (_parse_summary(x) for x in summary or []):
+    for ad, p, _v6only, o in (_parse_summary(x) for x in summary or []):
         if ":" in ad or ipaddress.ip_address(ad).is_loopback:
             continue
         targets = addresses6 or [] if ad == "0.0.0.0" else _counterparts(ad, interfaces)

@@ -44,7 +44,7 @@ ALL, SOME, NONE = "all", "some", "none"
 VERDICT = {ALL: "open", SOME: "restricted", NONE: "closed"}
 LOOPBACK = {4: "127.0.0.0/8", 6: "::1/128"}
 SYN, FLAG_BITS = 0x02, {"fin": 0x01, "syn": 0x02, "rst": 0x04, "psh": 0x08, "ack": 0x10, "urg": 0x20,
-                         "ecn": 0x40, "cwr": 0x80, "ece": 0x40}
+                        "ecn": 0x40, "cwr": 0x80, "ece": 0x40}
 
 
 # Source sets ---------------------------------------------------------------
@@ -67,7 +67,7 @@ _AF = {4: socket.AF_INET, 6: socket.AF_INET6}
 @functools.lru_cache(maxsize=65536)
 def _net(text):
     """(label, (version, number, prefix length)) of an address or network, host bits cleared."""
-    addr, _, plen = str(text).strip().partition("/")
+    addr, _slash, plen = str(text).strip().partition("/")
     v = 6 if ":" in addr else 4
     try:
         num = int.from_bytes(socket.inet_pton(_AF[v], addr.split("%")[0]), "big")
@@ -87,7 +87,7 @@ def _item(text):
 def _index(items):
     """{(version, prefix length): {network number}} of the networks among items, for cover tests."""
     idx = {}
-    for _, net in items:
+    for _label, net in items:
         if net is not None and net[3]:
             v, num, p = net[:3]
             idx.setdefault((v, p), set()).add(num >> (_BITS[v] - p))
@@ -152,7 +152,7 @@ def _final(s):
     """A list that covers a whole address family is everyone (each family is evaluated on its own)."""
     if s[0] == "list":
         for v in (4, 6):
-            spans = sorted((n[1], n[1] + (1 << (_BITS[v] - n[2])) - 1) for _, n in s[1] if n and n[3] and n[0] == v)
+            spans = sorted((n[1], n[1] + (1 << (_BITS[v] - n[2])) - 1) for _label, n in s[1] if n and n[3] and n[0] == v)
             end = -1
             for lo, hi in spans:
                 if lo > end + 1:
@@ -308,7 +308,6 @@ def _same_table(ipt, nft_text):
     if ipt["backend"] is not None:
         return ipt["backend"] == "nft"
     return '"INPUT"' in (nft_text or "")
-
 
 
 def _port_in(spec, port):
@@ -478,7 +477,6 @@ def _ipt_option(opt, args, val, neg, module, port):
     return c_opaque("%s%s %s" % ("! " if neg else "", opt, " ".join(args)))
 
 
-
 # nftables ----------------------------------------------------------------------
 
 def parse_nft_json(text, skip_tables=()):
@@ -510,7 +508,7 @@ def _parse_nft_json(text, skip_tables):
             key = (r["family"], r["table"], r["chain"])
             if key in chains:
                 chains[key]["rules"].append(r)
-    return {"chains": chains, "base": [k for _, k in sorted(base)], "sets": sets, "present": bool(base)}
+    return {"chains": chains, "base": [k for _prio, k in sorted(base)], "sets": sets, "present": bool(base)}
 
 
 def _nft_elems(right, sets, table):
@@ -904,20 +902,26 @@ def _ipt_access(parsed, port, family):
     return w.run("INPUT", parsed["policies"].get("INPUT", "ACCEPT")), w.reasons
 
 
+def _nft_rules_of(parsed, port, family, fam, table):
+    """The rules_of of one base chain's walk: chains of its table, with a cache of their own."""
+    cache = {}
+
+    def rules_of(chain):
+        if chain not in cache:
+            c = parsed["chains"].get((fam, table, chain), {"rules": []})
+            cache[chain] = _merge([(cond, action, sub, _nft_text(r)) for r in c["rules"]
+                                   for cond, action, sub in _nft_rule(r, family, parsed, port)])
+        return cache[chain]
+    return rules_of
+
+
 def _nft_access(parsed, port, family):
     fams = ("ip", "inet") if family == 4 else ("ip6", "inet")
     out = []
     for key in parsed["base"]:
         if key[0] not in fams:
             continue
-
-        def rules_of(chain, _fam=key[0], _table=key[1], _cache=dict()):  # a new cache per base chain
-            if chain not in _cache:
-                c = parsed["chains"].get((_fam, _table, chain), {"rules": []})
-                _cache[chain] = _merge([(cond, action, sub, _nft_text(r)) for r in c["rules"]
-                                        for cond, action, sub in _nft_rule(r, family, parsed, port)])
-            return _cache[chain]
-        w = _Walk(rules_of)
+        w = _Walk(_nft_rules_of(parsed, port, family, key[0], key[1]))  # a new cache per base chain
         out.append((w.run(key[2], parsed["chains"][key]["policy"]), w.reasons))
     return out
 
@@ -935,11 +939,11 @@ def port_access(port, family, iptables_text="", nft_text=""):
     nft = parse_nft_json(nft_text, skip)
     results = [_ipt_access(ipt, int(port), family)] + _nft_access(nft, int(port), family)
     allowed = S_ALL
-    for s, _ in results:
+    for s, _reasons in results:
         allowed = s_and(allowed, s)
     # Packets from the internet never carry a loopback source.
     allowed = _final(s_minus(allowed, s_list([_item(LOOPBACK[family])])))
-    reasons = [r for _, rs in results for r in rs]
+    reasons = [r for _access, rs in results for r in rs]
     if allowed[0] == "all":
         kind = ALL
         why = _first(reasons, "accept", lambda s: s[0] == "all") or _first(reasons, "accept")
@@ -1039,7 +1043,7 @@ def exposure_problems(ports, iptables4="", iptables6="", nft="", accept=None, ct
 
 PRIVATE_V4 = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")]
 NOT_GLOBAL_V6 = [ipaddress.ip_network(n) for n in ("fc00::/7", "fe80::/10", "fec0::/10", "::/128", "::1/128",
-                                                     "ff00::/8", "::ffff:0:0/96")]
+                                                   "ff00::/8", "::ffff:0:0/96")]
 
 
 def private_v4(address):
@@ -1054,7 +1058,7 @@ def private_v4(address):
 def global_v6(address):
     """An IPv6 address the internet can route to: not ULA (fc00::/7), link-local, loopback or multicast."""
     try:
-        ip = ipaddress.ip_address(str(address).split("%")[0])
+        ip = ipaddress.ip_address(str(address).split("%", 1)[0])
     except ValueError:
         return False
     return ip.version == 6 and not any(ip in n for n in NOT_GLOBAL_V6)
@@ -1065,7 +1069,7 @@ def _bind_address(text):
     t = str(text).strip()
     if t.startswith("tcp://"):
         t = t[len("tcp://"):]
-    host, _, port = t.rpartition(":")
+    host, _colon, port = t.rpartition(":")
     host = host.strip("[]")
     try:
         return str(ipaddress.ip_address(host)), int(port)
@@ -1116,10 +1120,10 @@ def _nginx_pairs(nginx_plan, interfaces):
             continue
         origin = l.get("from") or l.get("ipv4")
         if origin:
-            yield str(origin).split(":")[0] if str(origin).count(":") == 1 else str(origin), addr, int(l["port"])
+            yield str(origin).split(":", 1)[0] if str(origin).count(":") == 1 else str(origin), addr, int(l["port"])
             continue
         owners = [v4 for v4, v6s in (interfaces or {}).items()
-                  if any(str(ipaddress.ip_address(str(a).split("/")[0])) == addr for a in v6s)]
+                  if any(str(ipaddress.ip_address(str(a).split("/", 1)[0])) == addr for a in v6s)]
         if not owners:
             yield None, addr, int(l["port"])
         for v4 in owners:

@@ -107,7 +107,7 @@ def _opt(token):
             return name, value
     # unique prefixes (argparse's allow_abbrev) and -bVALUE
     if token.startswith("--"):
-        name, _, value = token.partition("=")
+        name, _eq, value = token.partition("=")
         hits = [o for o in _ALL_OPTS if o.startswith(name) and o.startswith("--")]
         if len(hits) == 1:
             return hits[0], (value if "=" in token else None)
@@ -198,7 +198,7 @@ def rewrite_args(args, binds=None, reuse_port=False, forwarded_allow_ips=None, s
     first when the args have none (before the app module and any `--`).
     """
     groups = scan_args(args)
-    has_reuse = any(s == "reuse_port" for g in groups for _, s, _ in g["parts"])
+    has_reuse = any(s == "reuse_port" for g in groups for _name, s, _value in g["parts"])
 
     def opt(name, value):
         return [name + "=" + value] if style == "env" else [name, value]
@@ -214,7 +214,7 @@ def rewrite_args(args, binds=None, reuse_port=False, forwarded_allow_ips=None, s
     # where each new block goes: the first group that holds what it replaces
     first = {}
     for n, g in enumerate(groups):
-        for _, s, _ in g["parts"]:
+        for _name, s, _value in g["parts"]:
             first.setdefault(s, n)
     blocks = {}
     lead = []
@@ -233,7 +233,7 @@ def rewrite_args(args, binds=None, reuse_port=False, forwarded_allow_ips=None, s
         if len(kept) == len(g["parts"]):
             out.extend(args[g["start"]:g["end"]])
         else:
-            for name, _, value in kept:
+            for name, _setting, value in kept:
                 out.extend([name] if value is None else opt(name, value))
         out.extend(blocks.get(n, []))
     return out
@@ -534,7 +534,7 @@ def _changes(svc, plan):
             head = loc["head"]
             base = exec_argv or argv
             exec_argv = base[:head] + rewrite_args(base[head:], vals.get("binds"), vals.get("reuse_port", False),
-                                                    vals.get("forwarded_allow_ips"), "cli")
+                                                   vals.get("forwarded_allow_ips"), "cli")
         elif target == "cmd_args":
             current = svc.get("gunicorn_cmd_args")
             if loc is not None and "GUNICORN_CMD_ARGS" in loc["env"]:
@@ -588,7 +588,7 @@ def _changes(svc, plan):
     if bind_t == "cmd_args" and loc is not None and "GUNICORN_CMD_ARGS" in loc["env"]:
         primary = "command"
     out.sort(key=lambda kv: 0 if kv[0] == primary else 1)
-    return [c for _, c in out]
+    return [c for _kind, c in out]
 
 
 def _supervisor_value(text, what):

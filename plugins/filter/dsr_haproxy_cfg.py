@@ -225,7 +225,7 @@ def parse_address(word, env=False, server=False):
         a.update(family="env")
         return a
     if rest.startswith("["):
-        host, _, tail = rest[1:].partition("]")
+        host, _bracket, tail = rest[1:].partition("]")
         if tail and not tail.startswith(":"):
             a.update(family="unknown", error="cannot read the address %s" % word)
             return a
@@ -433,7 +433,7 @@ def dualstack_plan(text, interfaces=None, ctx=None):
                 result["notes"].append("%s: left alone: %s is not an IP socket" % (where, a["address"]))
             elif a["transport"] != "stream":
                 result["notes"].append("%s: left alone: %s is %s, not TCP" % (where, a["address"],
-                                                                            a["transport"].upper()))
+                                                                              a["transport"].upper()))
             elif a["family"] == "name":
                 problems.append("%s is a host name: which addresses it binds is only known at start" % a["host"])
             elif a["family"] == "env":
@@ -461,7 +461,7 @@ def dualstack_plan(text, interfaces=None, ctx=None):
                 continue
             options.append(" ".join([w["raw"]] + [v["raw"] for v in vals]))
         words = ["bind", ",".join(_fmt_twin(h, p) for h, p in twins)]
-        if any(h == "::" for h, _ in twins):
+        if any(h == "::" for h, _port in twins):
             words.append("v6only")
         line = " ".join(words + options)
         indent = re.match(r"^[ \t]*", e["_body"]).group(0)
@@ -746,6 +746,7 @@ def source_problems(text, names, ctx=None):
                 "lb_haproxy__ipv6_upstreams: false to keep the balancer-to-app hop on IPv4"
                 % (_where(ctx, number), name, wanted[name], src[0], src[1]))
     return problems
+
 
 def server_edit_problems(text, names, ctx=None):
     """dsr_haproxy_server_edit_problems: why the app hosts' server lines

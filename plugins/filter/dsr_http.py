@@ -42,7 +42,7 @@ def probe_requests(addresses, ports, path="/", expect="answer", json=None, repea
             req = {"url": "http://%s:%d%s" % (url_host(address), port, path), "expect": expect}
             if json:
                 req["json"] = dict(json)
-            out.extend(dict(req) for _ in range(int(repeat)))
+            out.extend(dict(req) for _copy in range(int(repeat)))
     return out
 
 
@@ -65,7 +65,7 @@ def probe_clients(results, key, addresses, ctx=None):
     makes the app see the balancer once the hop is IPv6 (docs/trust.md)."""
     own = {4: set(), 6: set()}
     for a in (addresses or {}).get("ipv4", []) + (addresses or {}).get("ipv6", []):
-        ip = ipaddress.ip_address(str(a).split("/")[0])
+        ip = ipaddress.ip_address(str(a).split("/", 1)[0])
         own[ip.version].add(ip)
     where = "%s: " % ctx["where"] if ctx and ctx.get("where") else ""
     problems = []
@@ -100,7 +100,7 @@ def same_answers(results):
         if m:
             by_target.setdefault((m.group(2), m.group(3) or "/"), {}).setdefault(_family(r["url"]), r)
     problems = []
-    for _, fams in sorted(by_target.items()):
+    for _target, fams in sorted(by_target.items()):
         if 4 in fams and 6 in fams and fams[4].get("status") != fams[6].get("status"):
             problems.append("%s answered %s, but %s answered %s" % (
                 fams[6]["url"], fams[6].get("status"), fams[4]["url"], fams[4].get("status")))

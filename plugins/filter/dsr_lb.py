@@ -33,9 +33,9 @@ _SERVER = re.compile(r"^(?P<indent>[ \t]*)server[ \t]+(?P<addr>\S+?)(?P<params>(
 
 def _split(addr):
     if addr.startswith("["):
-        host, _, port = addr[1:].partition("]")
+        host, _bracket, port = addr[1:].partition("]")
         return host, port.lstrip(":")
-    host, _, port = addr.partition(":")
+    host, _colon, port = addr.partition(":")
     return host, port
 
 
@@ -90,7 +90,7 @@ def upstream_edit(text, changes, ctx=None):
                 params.append("down")
             new_host = ch.get("address") or host
             lines[i] = "%sserver %s%s;%s" % (m.group("indent"), _fmt(new_host, port),
-                                              "".join(" " + p for p in params), m.group("rest"))
+                                             "".join(" " + p for p in params), m.group("rest"))
             break
     missing = [k for k in changes if k not in seen]
     if missing:
@@ -319,6 +319,7 @@ def haproxy_enable(hosts, hostvars, names, original=None, live=None, ipv6_upstre
             state = ("maint" if "maint" in (before, live.get(name)) else "drain" if before == "drain" else "ready")
             out.append({"host": h, "server": name, "address": address, "state": state})
     return out
+
 
 def _haproxy_procs(ps_text):
     """{pid: ppid} of the haproxy processes in `ps -e -o pid=,ppid=,args=`."""

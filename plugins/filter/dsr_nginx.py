@@ -223,7 +223,7 @@ def parse_listen(args):
         return {"kind": "tcp", "family": 6, "host": host, "port": int(m.group(2) or 80), "params": params}
     if addr.isdigit():
         return {"kind": "tcp", "family": 4, "host": "0.0.0.0", "port": int(addr), "params": params}
-    host, _, port = addr.partition(":")
+    host, _colon, port = addr.partition(":")
     if port and not port.isdigit():
         return {"kind": "bad", "addr": addr, "params": params}
     if host == "*":
@@ -461,7 +461,7 @@ class _Edits(object):
         new = text
         for off, piece in sorted(self.inserts.get(real, {}).items(), reverse=True):
             new = new[:off] + piece + new[off:]
-        return new, [l for _, l in sorted(self.added.get(real, []), key=lambda x: x[0])]
+        return new, [l for _off, l in sorted(self.added.get(real, []), key=lambda x: x[0])]
 
 
 def _twin_params(lst, key, sharers, taken_default, taken_set):
@@ -482,7 +482,7 @@ def _twin_params(lst, key, sharers, taken_default, taken_set):
 def _server_without_listen(srv, edits, result):
     text = edits.texts[srv["file"]]
     s = srv["stmt"]
-    base, _ = _indent(text, s["start"] if s["start"] is not None else s["end"])
+    base, _line_start = _indent(text, s["start"] if s["start"] is not None else s["end"])
     nxt = re.match(r"[^\n]*\n([ \t]*)\S", text[s["end"]:])
     indent = nxt.group(1) if nxt and len(nxt.group(1)) > len(base) else base + "    "
     lines = ["listen 80;", "listen [::]:80;"]
@@ -590,7 +590,7 @@ def nginx_plan(files, interfaces=None, ctx=None):
     inputs = _inputs(files)
     prefix = ctx.get("prefix")
     if not prefix:
-        mains = [p for p, _, _ in inputs if posixpath.basename(p) == "nginx.conf"]
+        mains = [p for p, _real, _text in inputs if posixpath.basename(p) == "nginx.conf"]
         prefix = posixpath.dirname(mains[0]) + "/" if mains and "/" in mains[0] else "/etc/nginx/"
     w = _Walk(inputs, prefix if prefix.endswith("/") else prefix + "/", where)
     w.run()

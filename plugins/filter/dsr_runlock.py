@@ -18,12 +18,6 @@ import os
 import socket
 from datetime import datetime, timezone
 
-try:
-    from ansible.errors import AnsibleFilterError
-except ImportError:  # pragma: no cover
-    class AnsibleFilterError(Exception):
-        pass
-
 
 def _cmdline(pid):
     try:
@@ -88,7 +82,7 @@ def lock_verdict(text, run_id, ttl=7200, break_lock=False, now=None, controller=
     except ValueError:
         return {"ok": bool(break_lock), "replace": "unreadable lock file", "holder": None,
                 "reason": "the lock file cannot be read" + ("; broken (dsr_break_lock)" if break_lock else
-                                                             "; remove it, or set dsr_break_lock: true")}
+                                                            "; remove it, or set dsr_break_lock: true")}
     held = str(holder.get("run_id"))
     if held == str(run_id):
         return {"ok": True, "reason": "this run", "replace": None, "holder": holder}

@@ -338,7 +338,7 @@ def _geo_key(stmt):
 
 
 def _own(node, names):
-    return [(s, p) for s, p, _ in node["items"] if s["directive"] in names and "block" not in s]
+    return [(s, p) for s, p, _chain in node["items"] if s["directive"] in names and "block" not in s]
 
 
 def _effective(node, names, inherited_by=("http", "server", "location", "limit_except", "stream")):
@@ -369,7 +369,7 @@ class _Plan(object):
         self.inputs = _inputs(files)
         prefix = ctx.get("prefix")
         if not prefix:
-            mains = [p for p, _, _ in self.inputs if os.path.basename(p) == "nginx.conf"]
+            mains = [p for p, _real, _text in self.inputs if os.path.basename(p) == "nginx.conf"]
             prefix = os.path.dirname(mains[0]) + "/" if mains and "/" in mains[0] else "/etc/nginx/"
         self.w = _TrustWalk(self.inputs, prefix if prefix.endswith("/") else prefix + "/", self.where)
         self.w.run()
@@ -388,8 +388,8 @@ class _Plan(object):
         return "%s%s line %d" % (self.where, self.w.real[path], stmt["line"])
 
     def context(self, node, key=None):
-        realip, _ = _effective(node, (REALIP,))
-        trusts = any(_matches(r["args"][0], a) for r, _ in realip if r["args"] for b in self.lbs for a in b["ipv4"])
+        realip, _found_in = _effective(node, (REALIP,))
+        trusts = any(_matches(r["args"][0], a) for r, _path in realip if r["args"] for b in self.lbs for a in b["ipv4"])
         out = {"block": node["label"], "real_ip_header": (_real_ip_header(node) or "X-Real-IP") if realip else None,
                "realip_trusts_balancer": trusts}
         if key:
@@ -441,7 +441,7 @@ class _Plan(object):
 
     def realip(self, node):
         own = _own(node, (REALIP,))
-        values = [s["args"][0] for s, _ in own if s["args"]]
+        values = [s["args"][0] for s, _path in own if s["args"]]
         named = False
         for s, path in own:
             if not s["args"]:
@@ -464,7 +464,7 @@ class _Plan(object):
 
     def access(self, node):
         own = _own(node, ACCESS)
-        values = dict((d, [s["args"][0] for s, _ in own if s["directive"] == d and s["args"]]) for d in ACCESS)
+        values = dict((d, [s["args"][0] for s, _path in own if s["directive"] == d and s["args"]]) for d in ACCESS)
         for s, path in own:
             d = s["directive"]
             if s["args"]:
@@ -475,13 +475,13 @@ class _Plan(object):
         key, client = _geo_key(stmt)
         ctx = self.context(node["parent"], key=key)
         ctx["block"] = node["label"]
-        entries = [(s, p) for s, p, _ in node["items"]]
-        ranges = any(s["directive"] == "ranges" for s, _ in entries)
+        entries = [(s, p) for s, p, _chain in node["items"]]
+        ranges = any(s["directive"] == "ranges" for s, _path in entries)
         by_value = {}
         for s, p in entries:
             if s["directive"] not in GEO_KEYWORDS:
                 by_value.setdefault(tuple(s["args"]), []).append(s["directive"])
-        proxies = [s["args"][0] for s, _ in entries if s["directive"] == "proxy" and s["args"]]
+        proxies = [s["args"][0] for s, _path in entries if s["directive"] == "proxy" and s["args"]]
         for s, path in entries:
             d = s["directive"]
             if d == "proxy" and s["args"]:
@@ -507,7 +507,7 @@ class _Plan(object):
                               "hop, left as it is" % (self.at(stmt, node["path"]), " ".join(stmt["args"]), key))
 
     def _geo_range(self, s, path, value, ctx, siblings):
-        lo, _, hi = value.partition("-")
+        lo, _dash, hi = value.partition("-")
         entry = self.record(s, path, "geo", value, ctx, siblings)
         try:
             lo, hi = ipaddress.IPv4Address(lo), ipaddress.IPv4Address(hi or lo)
@@ -584,7 +584,7 @@ class _Plan(object):
             if planned and e and e.get("added"):
                 values.extend((s["directive"], line.split()[1].rstrip(";")) for line in e["added"])
         if kind == "realip":
-            return "trusted" if any(_matches(v, address) for _, v in values) else "untrusted"
+            return "trusted" if any(_matches(v, address) for _directive, v in values) else "untrusted"
         for d, v in values:
             if _matches(v, address):
                 return d
@@ -716,7 +716,7 @@ def rule_line(rule):
 def gunicorn_line(entry):
     """One gunicorn service whose forwarded_allow_ips gains the balancer's source."""
     return "%s forwarded_allow_ips %s: gains %s" % (entry["unit"], entry["before"] or "(gunicorn's default)",
-                                                     ",".join(entry["add"]))
+                                                    ",".join(entry["add"]))
 
 
 def trust_rules(files, lb_ipv4s, lb_ipv6s, ctx=None, services=None):

@@ -48,7 +48,7 @@ options:
         a command that runs longer fails the task, naming it. 0 for none.
     type: int
     default: 60
-author: dualstack-rollout
+author: dualstack-rollout contributors (!UNKNOWN)
 """
 
 EXAMPLES = r"""

@@ -70,7 +70,7 @@ options:
     description: Seconds between two reads while I(wait_idle) waits.
     type: float
     default: 1
-author: dualstack-rollout
+author: dualstack-rollout contributors (!UNKNOWN)
 """
 
 EXAMPLES = r"""
@@ -298,7 +298,7 @@ def split_csv(text):
 def parse_stat(text):
     """`show stat` -> [{column name: value}], columns found by the header's
     names (`# pxname,svname,...`), never by position."""
-    _, body = strip_severity(text or "")
+    _severity, body = strip_severity(text or "")
     body = body.lstrip("\n")
     if not body.startswith("# "):
         raise RuntimeApiError("`show stat` gave no CSV header: %s" % (body.strip()[:200] or "(an empty answer)"))
@@ -315,7 +315,7 @@ def parse_stat(text):
 def parse_servers_state(text):
     """`show servers state` -> [{column name: value}] (format version 1: a
     version line, then `# be_id be_name ...`, then space separated rows)."""
-    _, body = strip_severity(text or "")
+    _severity, body = strip_severity(text or "")
     lines = body.strip("\n").split("\n")
     if len(lines) < 2 or not lines[0].strip().isdigit() or not lines[1].startswith("# "):
         raise RuntimeApiError("`show servers state` gave no header: %s"
@@ -375,10 +375,10 @@ def split_addr(addr):
     if not addr:
         return None, None
     if addr.startswith("["):
-        host, _, rest = addr[1:].partition("]")
+        host, _bracket, rest = addr[1:].partition("]")
         return host, _int(rest.lstrip(":"))
     if addr.count(":") == 1:
-        host, _, port = addr.partition(":")
+        host, _colon, port = addr.partition(":")
         return host, _int(port)
     return addr, None
 
@@ -602,7 +602,7 @@ def run(params, check_mode=False):
                                     **result)
             done.append(cmd)
         if commands:
-            views, _ = read(path)
+            views, _order = read(path)
             result["servers"] = _ordered(views, names)
             wrong = mismatches(views, names, state, address, port)
             if wrong:

@@ -31,7 +31,7 @@ options:
     description: Seconds to wait for each answer.
     type: int
     default: 5
-author: dualstack-rollout
+author: dualstack-rollout contributors (!UNKNOWN)
 """
 
 EXAMPLES = r"""
@@ -60,12 +60,8 @@ problems:
 import json
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError  # urllib.error's, urllib2's on 2.7
 from ansible.module_utils.urls import open_url
-
-try:  # Python 3
-    from urllib.error import HTTPError, URLError
-except ImportError:  # Python 2.7
-    from urllib2 import HTTPError, URLError  # type: ignore
 
 import socket
 
@@ -103,7 +99,7 @@ def judge(req, status, body, error):
             return "%s answered %r, expected JSON with %s" % (url, body[:200], json.dumps(want, sort_keys=True))
         if not isinstance(got, dict) or any(k not in got or got[k] != v for k, v in want.items()):
             return "%s answered %s, expected %s" % (url, json.dumps(got, sort_keys=True),
-                                                   json.dumps(want, sort_keys=True))
+                                                    json.dumps(want, sort_keys=True))
     return None
 
 

@@ -35,7 +35,7 @@ options:
   replace:
     description: The run id of a holder that may be replaced (judged gone, or broken on purpose).
     type: str
-author: dualstack-rollout
+author: dualstack-rollout contributors (!UNKNOWN)
 """
 
 EXAMPLES = r"""

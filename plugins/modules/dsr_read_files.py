@@ -26,7 +26,7 @@ options:
     description: Report a missing path (C(exists=false)) instead of failing.
     type: bool
     default: false
-author: dualstack-rollout
+author: dualstack-rollout contributors (!UNKNOWN)
 """
 
 EXAMPLES = r"""

@@ -35,7 +35,7 @@ options:
     type: str
     choices: [present, restored]
     default: present
-author: dualstack-rollout
+author: dualstack-rollout contributors (!UNKNOWN)
 """
 
 EXAMPLES = r"""

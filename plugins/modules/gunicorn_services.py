@@ -63,7 +63,7 @@ options:
     description: Seconds each command may take; a command that times out or fails fails the module, naming it.
     type: int
     default: 20
-author: dualstack-rollout
+author: dualstack-rollout contributors (!UNKNOWN)
 """
 
 EXAMPLES = r"""
@@ -131,6 +131,11 @@ try:
     string_types = (str, unicode)  # noqa: F821 (Python 2)
 except NameError:
     string_types = (str,)
+
+try:
+    _unichr = unichr  # noqa: F821 (Python 2: its chr gives a byte string)
+except NameError:
+    _unichr = chr
 
 DEFAULT_BIND = "127.0.0.1:8000"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -532,7 +537,7 @@ class ConfigEvaluator(object):
         if t in ("Import",):
             for a in node.names:
                 self.names[(a.asname or a.name).split(".")[0]] = _Module(a.name if a.asname else
-                                                                       a.name.split(".")[0])
+                                                                         a.name.split(".")[0])
             return
         if t == "ImportFrom":
             for a in node.names:
@@ -596,7 +601,7 @@ class ConfigEvaluator(object):
                 self.check_mutation(sub)
         for n in names:
             self.names[n] = _Unknown("%s line %d: %s is set inside %s block" % (self.label, node.lineno, n,
-                                                                               _article(t)))
+                                                                                _article(t)))
 
     def check_mutation(self, node):
         for sub in ast.walk(node):
@@ -922,7 +927,7 @@ def _unescape_c(text, i):
             return chr(int(text[i:i + 3], 8))
         if c in "uU":
             n = 4 if c == "u" else 8
-            return (unichr if str is bytes else chr)(int(text[i + 1:i + 1 + n], 16))  # noqa: F821
+            return _unichr(int(text[i + 1:i + 1 + n], 16))
     except ValueError:
         pass
     return c
@@ -1589,7 +1594,7 @@ def find_gunicorn_version(fs, launch, path_env, home=None):
         interp = script_interpreter(fs, launch.program, path_env)
     if not interp or not fs.exists(interp):
         return None, None, interp
-    dirs, _ = python_site_dirs(fs, interp, home)
+    dirs, _xy = python_site_dirs(fs, interp, home)
     for d in dirs:
         v, src = gunicorn_version_in(fs, d)
         if v:
@@ -1726,7 +1731,7 @@ class FS(object):
 
     def realpath(self, path):
         """Follow the symlinks of the last component (inside root)."""
-        for _ in range(20):
+        for _hop in range(20):
             full = self._raw(path)
             if not os.path.islink(full):
                 return path
@@ -1837,7 +1842,7 @@ def _exec_words(unit, item, d, fs):
     texts = [fs.read(f) for f in files if f]
     if all(t is not None for t in texts) and texts:
         try:
-            prefix, words, _, _ = unit_exec_start(texts)
+            prefix, words, _env, _env_files = unit_exec_start(texts)
             words = [resolve_specifiers(w, unit) for w in words]
             if " ".join(words) == text:
                 return prefix, words, True
@@ -2154,7 +2159,7 @@ def discover_supervisor(host, only=(), skip=(), sup_units=None):
         sup_env = process_environ(fs, sup_show.get("MainPID"))
         if sup_env is None:
             try:
-                sup_env, _ = systemd_environment(sup_show, fs)
+                sup_env, _used = systemd_environment(sup_show, fs)
             except NotUnderstood:
                 sup_env = {}
     else:
@@ -2179,7 +2184,7 @@ def discover_supervisor(host, only=(), skip=(), sup_units=None):
             sup_global_env = []
     statuses, status_known, status_note = None, False, None
     candidates = []
-    for name, opts, path, _, _ in programs:
+    for name, opts, path, _main, _parser in programs:
         label = "supervisor:" + name
         if only and name not in only and label not in only:
             continue
