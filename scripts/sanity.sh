@@ -34,7 +34,8 @@ for at in "$bin" "$legacy"; do
   req=$("$at/python" -c 'import ansible_test, os; print(os.path.join(os.path.dirname(ansible_test.__file__), "_internal", "python_requirements.py"))')
   for v in $(grep -oE "pip='[0-9.]+'" "$req" | grep -oE "[0-9][0-9.]*" | sort -u); do
     stand_in=$cache/get_pip_${v//./_}.py
-    [ -e "$stand_in" ] && continue
+    # Written anew unless it and the wheel it runs are both there.
+    if [ -e "$stand_in" ] && ls "$cache/pip-wheels/pip-$v-"*.whl >/dev/null 2>&1; then continue; fi
     "$bin/pip" download --quiet --disable-pip-version-check --no-deps --only-binary :all: \
       -d "$cache/pip-wheels" "pip==$v"
     wheel=$(ls "$cache/pip-wheels/pip-$v-"*.whl)
