@@ -3,7 +3,7 @@
 # after another, the lanes side by side (every scenario has its own
 # containers, network and addresses, so two never meet). Each scenario's
 # output goes to LOGDIR/SCENARIO.log; a failed scenario's last lines are
-# printed, and the first failure ends the run once the other lanes finish
+# printed (and, at the very end, its failed tests and why), and the first failure ends the run once the other lanes finish
 # their current scenario.
 #
 # Usage: scripts/run-scenarios.sh LOGDIR "LANE1 SCENARIOS" "LANE2 SCENARIOS" ...
@@ -14,6 +14,7 @@
 set -uo pipefail
 logdir=$1; shift
 mkdir -p "$logdir"
+logdir=$(cd "$logdir" && pwd)   # absolute: pytest runs in the scenario's directory
 failed="$logdir/.failed"
 rm -f "$failed"
 
@@ -27,7 +28,9 @@ lane() {
     echo "== scenario $s started (ansible-core $("$bin/python" -c 'from ansible.release import __version__ as v; print(v)')), log $logdir/$s.log"
     start=$(date +%s)
     # shellcheck disable=SC2086
-    env ${DSR_SCENARIO_ENV:-} PATH="$bin:$PATH" "$bin/molecule" test -s "$s" >"$logdir/$s.log" 2>&1
+    rm -f "$logdir/$s.xml"
+    env ${DSR_SCENARIO_ENV:-} PATH="$bin:$PATH" PYTEST_ADDOPTS="--junitxml=$logdir/$s.xml" \
+      "$bin/molecule" test -s "$s" >"$logdir/$s.log" 2>&1
     rc=$?
     if [ $rc -ne 0 ]; then
       echo "$s" >>"$failed"
@@ -46,6 +49,23 @@ for l in "$@"; do
 done
 for p in "${pids[@]}"; do wait "$p"; done
 if [ -e "$failed" ]; then
+  # Last, where a CI summary that keeps only the end of the output sees it:
+  # which tests failed, and why (Molecule folds the verifier's lines; the
+  # JUnit file pytest writes does not).
+  while read -r s; do
+    echo "== $s: failed tests"
+    "$DSR_BIN/python" - "$logdir/$s.xml" "$s" <<'EOF' || true
+import sys
+import xml.etree.ElementTree as ET
+try:
+    cases = list(ET.parse(sys.argv[1]).getroot().iter("testcase"))
+except (OSError, ET.ParseError) as e:
+    sys.exit("[%s] no test results (%s): it failed before its tests ended" % (sys.argv[2], e))
+for case in cases:
+    for bad in case.findall("failure") + case.findall("error"):
+        print("[%s] %s: %s" % (sys.argv[2], case.get("name"), (bad.get("message") or "")[:800]))
+EOF
+  done <"$failed"
   echo "== scenarios FAILED: $(paste -sd' ' "$failed")"
   exit 1
 fi
