@@ -21,6 +21,11 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 echo "== build and install the collection"
+# Away from the checkout's ansible.cfg: its collections path holds the
+# checkout itself as this collection, which ansible-galaxy would find
+# "already installed".
+: >"$work/empty.cfg"
+export ANSIBLE_CONFIG=$work/empty.cfg
 "$bin/ansible-galaxy" collection build "$root" --output-path "$work" >/dev/null
 "$bin/ansible-galaxy" collection install --no-deps -p "$work/col" "$work"/dualstack-rollout-*.tar.gz >/dev/null
 col=$work/col/ansible_collections/dualstack/rollout

@@ -21,13 +21,10 @@ are rendered from these rows by templates; no logic lives there.
 """
 from __future__ import annotations
 
-import os
 import re
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from dsr_plan import plan_of  # noqa: E402
-from dsr_ss import listener_check, listener_class  # noqa: E402
+from ansible_collections.dualstack.rollout.plugins.plugin_utils.dsr_plan import plan_of
+from ansible_collections.dualstack.rollout.plugins.plugin_utils.dsr_ss import listener_check, listener_class
 
 STATES = ("dual-stack", "partial", "ipv4-only", "ipv6-disabled", "no-global-ipv6", "unreadable")
 

@@ -34,9 +34,9 @@ import ipaddress
 import os
 import re
 import shlex
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ansible_collections.dualstack.rollout.plugins.plugin_utils.dsr_addresses import interface_map
+from ansible_collections.dualstack.rollout.plugins.plugin_utils.dsr_binds import bind_plan
 
 try:
     from ansible.errors import AnsibleFilterError
@@ -705,9 +705,6 @@ def service_plans(services, bindv6only, strategy, ip_json=None, resolved_results
     resolved_results are the registered results of `getent ahostsv4 NAME`
     looped over the host names found in binds.
     """
-    from dsr_addresses import interface_map  # same plugin directory
-    from dsr_binds import bind_plan
-
     names = {}
     for r in resolved_results or []:
         if r.get("rc") == 0 and r.get("stdout"):

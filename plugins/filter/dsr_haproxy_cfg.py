@@ -9,7 +9,7 @@ spaces and tabs, an unprotected `#` starts a comment even inside a word,
 and `.if`/`.elif`/`.else`/`.endif` make conditional blocks. Lines end at LF;
 a CR before it belongs to the line end and is kept.
 
-`dsr_haproxy_binds(text)`: every `bind` (and log-forward `dgram-bind`) with
+`binds(text)` (read by dsr_haproxy_dualstack_plan): every `bind` (and log-forward `dgram-bind`) with
 its section, line, addresses (each with its family prefix, host, port and
 family: ipv4, ipv6, unix, abns, fd, sockpair, name or env) and options; an
 address on a `frontend`/`listen` line itself (HAProxy 1.x) is listed too,
@@ -360,7 +360,7 @@ def _public(entries):
 
 
 def binds(text):
-    """dsr_haproxy_binds: every bind line with section, line, addresses, families and options."""
+    """Every bind line with section, line, addresses, families and options."""
     return _public(bind_lines(text))
 
 
@@ -767,7 +767,6 @@ def server_edit_problems(text, names, ctx=None):
 class FilterModule(object):
     def filters(self):
         return {
-            "dsr_haproxy_binds": binds,
             "dsr_haproxy_dualstack_plan": dualstack_plan,
             "dsr_haproxy_servers": servers,
             "dsr_haproxy_server_names": server_names,

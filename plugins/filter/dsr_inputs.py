@@ -14,10 +14,8 @@ from __future__ import annotations
 import glob
 import ipaddress
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from dsr_waves import waves as _waves  # noqa: E402
+from ansible_collections.dualstack.rollout.plugins.plugin_utils.dsr_waves import waves as _waves
 
 try:
     from ansible.errors import AnsibleFilterError

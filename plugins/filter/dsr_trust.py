@@ -114,9 +114,7 @@ import ipaddress
 import json
 import os
 import re
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 try:
     from ansible.errors import AnsibleFilterError
@@ -127,9 +125,9 @@ except ImportError:  # pragma: no cover
 # dsr_nginx's reader, include resolution and byte-exact insertion are reused
 # as they are; _Walk, _Edits and _indent are private there (imported anyway:
 # one reading of nginx's configuration for every plan).
-from dsr_nginx import _Edits, _indent, _inputs, _resolve, _Walk  # noqa: E402  same plugin directory
-from dsr_addresses import ip_addresses, usable  # noqa: E402
-from dsr_binds import forwarded_default, forwarded_networks, parse_version  # noqa: E402
+from ansible_collections.dualstack.rollout.plugins.plugin_utils.dsr_nginx import _Edits, _indent, _inputs, _resolve, _Walk
+from ansible_collections.dualstack.rollout.plugins.plugin_utils.dsr_addresses import ip_addresses, usable
+from ansible_collections.dualstack.rollout.plugins.plugin_utils.dsr_binds import forwarded_default, forwarded_networks, parse_version
 
 try:
     from crossplane.analyzer import enter_block_ctx

@@ -6,8 +6,12 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-for sub in ("plugins/filter", "plugins/modules", "plugins/module_utils"):
+for sub in ("plugins/filter", "plugins/modules"):
     sys.path.insert(0, os.path.join(ROOT, sub))
+# The plugins share code as the collection they are (plugins/plugin_utils,
+# imported as ansible_collections.dualstack.rollout...): collections/ holds
+# the link that makes this checkout that collection, for Ansible and here.
+sys.path.insert(0, os.path.join(ROOT, "collections"))
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 

@@ -34,11 +34,14 @@ def built(tmp_path_factory):
     tarball = os.path.join(str(out), "%s-%s-%s.tar.gz" % (GALAXY["namespace"], GALAXY["name"], GALAXY["version"]))
     assert os.path.exists(tarball)
     cpath = out / "installed"
-    run(["ansible-galaxy", "collection", "install", "--no-deps", "-p", str(cpath), tarball])
     cfg = out / "empty.cfg"
     cfg.write_text("")
+    # Away from the checkout's ansible.cfg, whose collections path holds the
+    # checkout itself as this collection (ansible-galaxy would find it there
+    # "already installed", and ansible-doc would read the checkout).
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(cpath), ANSIBLE_CONFIG=str(cfg), ANSIBLE_NOCOLOR="1",
                ANSIBLE_HOME=str(out / "home"))
+    run(["ansible-galaxy", "collection", "install", "--no-deps", "-p", str(cpath), tarball], env=env, cwd=str(out))
     return tarball, env, str(out)
 
 

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from dsr_addresses import (AddressParseError, global_addresses, interface_map, ip_addresses, ipv4_interfaces,
+from ansible_collections.dualstack.rollout.plugins.plugin_utils.dsr_addresses import (AddressParseError, global_addresses, interface_map, ip_addresses, ipv4_interfaces,
                            usable)
 
 CORPUS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "corpus", "oldtools")

@@ -1,6 +1,6 @@
 """The audit's classification of real `ss -ltnpe` output (new iproute2 format)."""
 from dsr_audit import audit_host, audit_summary, audit_table, families, journal_timeline, row_or_unreadable
-from dsr_ss import parse_ss
+from ansible_collections.dualstack.rollout.plugins.plugin_utils.dsr_ss import parse_ss
 
 V = "ss utility, iproute2-6.1.0"
 

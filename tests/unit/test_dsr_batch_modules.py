@@ -89,13 +89,13 @@ def test_a_script_cut_short_is_an_error_not_an_empty_result():
 
 
 def adhoc_dsr_commands(tmp_path, args):
-    """`ansible localhost -m dsr_commands -a ARGS` over the local connection:
+    """`ansible localhost -m dualstack.rollout.dsr_commands -a ARGS` over the local connection:
     (exit code, the task's result)."""
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_HOME=str(tmp_path),
                ANSIBLE_BECOME="False", ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json")
     p = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible"), "localhost", "-c", "local",
                         "-i", "localhost,", "-e", "ansible_python_interpreter=" + sys.executable,
-                        "-m", "dsr_commands", "-a", json.dumps(args)],
+                        "-m", "dualstack.rollout.dsr_commands", "-a", json.dumps(args)],
                        capture_output=True, text=True, env=env, cwd=ROOT)
     return p.returncode, json.loads(p.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
 

@@ -1,6 +1,6 @@
 import pytest
 
-from dsr_binds import BindError, bind_plan, parse_bind
+from ansible_collections.dualstack.rollout.plugins.plugin_utils.dsr_binds import BindError, bind_plan, parse_bind
 
 CTX = {"host": "app1", "service": "webapp.service"}
 

@@ -1,10 +1,10 @@
 """The host's listeners as the contract: owners, the preflight comparison
 of plan and sockets, the before/after invariant, run states and the
-kernel's run-time values (plugins/filter/dsr_contract.py)."""
+kernel's run-time values (plugins/plugin_utils/dsr_contract.py)."""
 import pytest
 
-import dsr_contract as c
-from dsr_ss import parse_ss
+from ansible_collections.dualstack.rollout.plugins.plugin_utils import dsr_contract as c
+from ansible_collections.dualstack.rollout.plugins.plugin_utils.dsr_ss import parse_ss
 
 NEW = "ss utility, iproute2-6.1.0"
 CG = "cgroup:/docker/abc/system.slice/"

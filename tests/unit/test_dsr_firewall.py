@@ -332,7 +332,7 @@ def test_wildcard_and_loopback_binds_are_left_to_the_firewall_comparison():
 
 
 def test_the_real_bind_plan_is_read():
-    from dsr_binds import bind_plan
+    from ansible_collections.dualstack.rollout.plugins.plugin_utils.dsr_binds import bind_plan
     plan = bind_plan(["10.0.0.5:8000"], 1, "19.9.0", interfaces={"10.0.0.5": ["2001:db8:1::5", "fd00::5"]})
     p = private_bind_widening([{"service": {"unit": "webapp.service"}, "plan": plan}], {}, [], {"host": "h"})
     assert len(p) == 1 and "[2001:db8:1::5]:8000" in p[0] and "fd00::5" not in p[0]

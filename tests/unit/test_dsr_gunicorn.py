@@ -4,7 +4,7 @@ import textwrap
 import pytest
 
 import gunicorn_services as gs
-from dsr_binds import bind_plan
+from ansible_collections.dualstack.rollout.plugins.plugin_utils.dsr_binds import bind_plan
 from dsr_gunicorn import gunicorn_change
 
 UNIT = textwrap.dedent("""\
@@ -344,7 +344,7 @@ def test_forwarded_allow_ips_changes_in_its_own_envfile():
 
 
 def test_version_known_false_plans_as_the_oldest():
-    from dsr_binds import BindError
+    from ansible_collections.dualstack.rollout.plugins.plugin_utils.dsr_binds import BindError
     svc = svc_of(["/usr/bin/gunicorn", "-b", "0.0.0.0:80", "app"], ["0.0.0.0:80"], version="27.0.1",
                  version_known=False)
     with pytest.raises(BindError) as e:

@@ -36,7 +36,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 import dsr_haproxy_cfg as dh  # noqa: E402  (plugins/filter is on the test path)
-import dsr_ss  # noqa: E402
+from ansible_collections.dualstack.rollout.plugins.plugin_utils import dsr_ss  # noqa: E402
 
 CORPUS = os.path.join(ROOT, "tests", "corpus", "haproxy")
 CASES = sorted(d for d in os.listdir(CORPUS) if os.path.isfile(os.path.join(CORPUS, d, "case.yml")))
@@ -212,7 +212,7 @@ def test_server_lines_and_the_host_map():
 
 def test_filter_module():
     assert sorted(dh.FilterModule().filters()) == [
-        "dsr_haproxy_binds", "dsr_haproxy_dualstack_plan", "dsr_haproxy_server_edit",
+        "dsr_haproxy_dualstack_plan", "dsr_haproxy_server_edit",
         "dsr_haproxy_server_edit_problems", "dsr_haproxy_server_names", "dsr_haproxy_servers",
         "dsr_haproxy_source_problems"]
 

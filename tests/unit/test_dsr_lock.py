@@ -86,7 +86,7 @@ def module(tmp_path, **args):
     """Run the dsr_lock module on this machine through ansible itself."""
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_NOCOLOR="1")
     r = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible"), "localhost", "-c", "local",
-                        "-i", "localhost,", "-m", "dsr_lock", "-a", json.dumps(args),
+                        "-i", "localhost,", "-m", "dualstack.rollout.dsr_lock", "-a", json.dumps(args),
                         "-e", "ansible_python_interpreter=%s" % sys.executable],
                        capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
     return r.returncode, r.stdout

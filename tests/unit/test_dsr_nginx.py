@@ -1,6 +1,6 @@
 import base64
 
-from dsr_nginx import _glob_match, nginx_plan, parse_text
+from ansible_collections.dualstack.rollout.plugins.plugin_utils.dsr_nginx import _glob_match, nginx_plan, parse_text
 
 SITE = """# sandbox site
 server {

@@ -29,7 +29,7 @@ import sys
 import pytest
 import yaml
 
-from dsr_nginx import nginx_plan, parse_listen, parse_text
+from ansible_collections.dualstack.rollout.plugins.plugin_utils.dsr_nginx import nginx_plan, parse_listen, parse_text
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CORPUS = os.path.join(ROOT, "tests", "corpus", "nginx")

@@ -1,13 +1,13 @@
-"""The host plan (plugins/filter/dsr_plan.py), built from the real planners'
+"""The host plan (plugins/plugin_utils/dsr_plan.py), built from the real planners'
 output: gunicorn's service plans, nginx's plan, the run-state recipes."""
 import json
 
 import pytest
 
-from dsr_contract import service_recipe, with_run_states
+from ansible_collections.dualstack.rollout.plugins.plugin_utils.dsr_contract import service_recipe, with_run_states
 from dsr_gunicorn import service_plans
-from dsr_nginx import nginx_plan
-from dsr_plan import PLAN_VERSION, host_plan, plan_of, restore_recipe, rollback_needed
+from ansible_collections.dualstack.rollout.plugins.plugin_utils.dsr_nginx import nginx_plan
+from ansible_collections.dualstack.rollout.plugins.plugin_utils.dsr_plan import PLAN_VERSION, host_plan, plan_of, restore_recipe, rollback_needed
 from test_dsr_gunicorn import svc_of
 from test_dsr_nginx import SITE
 

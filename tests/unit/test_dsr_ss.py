@@ -1,7 +1,7 @@
 import pytest
 from conftest import data
 
-from dsr_ss import SsParseError, listener_check, parse_ss, ss_format
+from ansible_collections.dualstack.rollout.plugins.plugin_utils.dsr_ss import SsParseError, listener_check, parse_ss, ss_format
 
 
 def by_port(listeners):
@@ -88,14 +88,14 @@ def test_listener_check_reports_missing_and_wrong_v6only():
 
 
 def test_listener_summary():
-    from dsr_ss import listener_summary
+    from ansible_collections.dualstack.rollout.plugins.plugin_utils.dsr_ss import listener_summary
     out = listener_summary(parse_ss(data("ss-ltnHe-debian12.txt")))
     assert out == ["[::]:8001 dual", "[::]:8002 ipv6", "0.0.0.0:8003 ipv4", "127.0.0.1:8004 loopback-ipv4",
                    "[::1]:8005 loopback-ipv6"]
 
 
 def test_managed_listeners_keep_gunicorn_and_nginx_on_managed_ports():
-    from dsr_ss import managed_listeners
+    from ansible_collections.dualstack.rollout.plugins.plugin_utils.dsr_ss import managed_listeners
     text = ('LISTEN 0 5 0.0.0.0:8000 0.0.0.0:* users:(("gunicorn",pid=7,fd=5)) ino:1 sk:1 <->\n'
             'LISTEN 0 1 [::]:8000 [::]:* users:(("sandbox-squatte",pid=9,fd=3)) ino:2 sk:2 v6only:1 <->\n'
             'LISTEN 0 511 0.0.0.0:80 0.0.0.0:* users:(("nginx",pid=3,fd=6)) ino:3 sk:3 <->\n'
@@ -105,7 +105,7 @@ def test_managed_listeners_keep_gunicorn_and_nginx_on_managed_ports():
 
 
 def test_managed_listeners_by_systemd_unit():
-    from dsr_ss import managed_listeners
+    from ansible_collections.dualstack.rollout.plugins.plugin_utils.dsr_ss import managed_listeners
     text = ("LISTEN 0 2048 0.0.0.0:8000 0.0.0.0:* uid:996 ino:1 sk:1 cgroup:/docker/x/system.slice/webapp.service <->\n"
             "LISTEN 0 1 [::]:8000 [::]:* uid:65534 ino:2 sk:2 cgroup:/docker/x/system.slice/sandbox-squatter.service "
             "v6only:1 <->\n"

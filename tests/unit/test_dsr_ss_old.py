@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from dsr_ss import listener_check, listener_summary, managed_listeners, parse_ss, ss_format
+from ansible_collections.dualstack.rollout.plugins.plugin_utils.dsr_ss import listener_check, listener_summary, managed_listeners, parse_ss, ss_format
 
 CORPUS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "corpus", "oldtools")
 

@@ -1,4 +1,4 @@
-from dsr_sysctl import sysctl_overrides, sysctl_values, sysctl_winners
+from ansible_collections.dualstack.rollout.plugins.plugin_utils.dsr_sysctl import sysctl_overrides, sysctl_values, sysctl_winners
 
 OURS = "/etc/sysctl.d/60-dualstack-rollout.conf"
 CAT = """# /etc/sysctl.d/10-disable-ipv6.conf
@@ -51,7 +51,7 @@ def test_values():
 
 
 def test_wanted_and_mismatch():
-    from dsr_sysctl import sysctl_mismatch, sysctl_wanted
+    from ansible_collections.dualstack.rollout.plugins.plugin_utils.dsr_sysctl import sysctl_mismatch, sysctl_wanted
     import pytest
     w = sysctl_wanted(["eth0"], 1)
     assert w == {"net.ipv6.conf.all.disable_ipv6": "0", "net.ipv6.conf.default.disable_ipv6": "0",
@@ -71,7 +71,7 @@ import subprocess  # noqa: E402
 
 import pytest  # noqa: E402
 
-from dsr_sysctl import SYSCTL_D_DIRS, sysctl_d_command  # noqa: E402
+from ansible_collections.dualstack.rollout.plugins.plugin_utils.dsr_sysctl import SYSCTL_D_DIRS, sysctl_d_command  # noqa: E402
 
 TREE = {
     "usr/lib/sysctl.d/50-default.conf": "net.ipv6.conf.all.disable_ipv6 = 0\n",

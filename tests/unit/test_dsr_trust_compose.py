@@ -8,9 +8,9 @@ import shlex
 
 import pytest
 
-from dsr_binds import bind_plan
+from ansible_collections.dualstack.rollout.plugins.plugin_utils.dsr_binds import bind_plan
 from dsr_gunicorn import gunicorn_changes, trust_amend
-from dsr_nginx import nginx_plan
+from ansible_collections.dualstack.rollout.plugins.plugin_utils.dsr_nginx import nginx_plan
 from dsr_trust import host_trust, trust_plan
 
 ADDRS = ("2: eth0    inet 10.20.0.2/24 brd 10.20.0.255 scope global eth0\\       valid_lft forever preferred_lft forever\n"

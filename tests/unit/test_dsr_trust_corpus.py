@@ -268,7 +268,7 @@ def _serve(tmp, texts, meta, tls, src, dst):
 
 @pytest.mark.parametrize("case", [c for c in CASES if "probes" in load(c)[0]])
 def test_requests_through_the_balancer_behave_the_same_over_ipv6(case, tmp_path, request):
-    from dsr_nginx import nginx_plan
+    from ansible_collections.dualstack.rollout.plugins.plugin_utils.dsr_nginx import nginx_plan
     if not NGINX or subprocess.run(["unshare", "--net", "true"], capture_output=True).returncode != 0:
         pytest.skip("needs nginx and unshare --net")
     tls = request.getfixturevalue("tls_material")

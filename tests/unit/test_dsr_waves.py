@@ -1,6 +1,6 @@
 import pytest
 
-from dsr_waves import AnsibleFilterError, needs_change, wave_of, waves
+from ansible_collections.dualstack.rollout.plugins.plugin_utils.dsr_waves import AnsibleFilterError, needs_change, wave_of, waves
 
 HOSTS = ["a%d" % i for i in range(1, 9)]
 

@@ -24,7 +24,7 @@ import tempfile
 
 import pytest
 
-from dsr_binds import bind_plan
+from ansible_collections.dualstack.rollout.plugins.plugin_utils.dsr_binds import bind_plan
 import dsr_gunicorn as g
 from systemd_dump import unquote_dump as _unquote_dump
 
@@ -497,7 +497,7 @@ def test_cidr_gains_its_mapped_network_from_24_1():
 def test_unknown_version_is_the_oldest():
     p = bind_plan(["127.0.0.1:8000"], gunicorn_version=None)
     assert p["forwarded_allow_ips"] == "127.0.0.1,::1"  # 19.x trusts only 127.0.0.1 by default
-    from dsr_binds import BindError
+    from ansible_collections.dualstack.rollout.plugins.plugin_utils.dsr_binds import BindError
     with pytest.raises(BindError) as e:
         bind_plan(["0.0.0.0:8000"], bindv6only=0, gunicorn_version=None)
     assert "version could not be read" in str(e.value)

@@ -29,7 +29,7 @@ import sys
 import pytest
 import yaml
 
-from dsr_binds import bind_plan
+from ansible_collections.dualstack.rollout.plugins.plugin_utils.dsr_binds import bind_plan
 import dsr_gunicorn as g
 import test_gunicorn_oracle as o
 

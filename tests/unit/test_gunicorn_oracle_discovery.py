@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from dsr_binds import bind_plan
+from ansible_collections.dualstack.rollout.plugins.plugin_utils.dsr_binds import bind_plan
 import dsr_gunicorn as g
 import test_gunicorn_oracle as o
 import test_gunicorn_services_corpus as tc

@@ -15,11 +15,11 @@ PLAY = r"""
   gather_facts: false
   tasks:
     - name: Several reads in one call (an action plugin, through the connection's shell)
-      dsr_commands:
+      dualstack.rollout.dsr_commands:
         commands: [[echo, one], [uname, -s]]
       register: reads
     - name: Files read by one of the project's Python modules, on the host's interpreter
-      dsr_read_files:
+      dualstack.rollout.dsr_read_files:
         paths: [/proc/sys/kernel/ostype]
       register: files
     - name: The process that runs the tasks (Mitogen names its interpreters)

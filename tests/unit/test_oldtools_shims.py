@@ -25,8 +25,8 @@ import sys
 
 import pytest
 
-from dsr_ss import parse_ss, ss_format
-from dsr_sysctl import sysctl_d_command
+from ansible_collections.dualstack.rollout.plugins.plugin_utils.dsr_ss import parse_ss, ss_format
+from ansible_collections.dualstack.rollout.plugins.plugin_utils.dsr_sysctl import sysctl_d_command
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SHIMS = os.path.join(ROOT, "images", "shims")

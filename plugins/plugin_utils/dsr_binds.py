@@ -376,10 +376,3 @@ def _covered(entry, items, nets):
         if have.version == want.version and want.subnet_of(have):
             return True
     return False
-
-
-class FilterModule(object):
-    # No filters of its own: the bind rules are a library for dsr_gunicorn
-    # (dsr_gunicorn_plans), tested directly.
-    def filters(self):
-        return {}

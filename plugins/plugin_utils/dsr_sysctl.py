@@ -177,15 +177,3 @@ def sysctl_d_command(mode="auto"):
     if mode == "fallback":
         return ["sh", "-c", SYSCTL_D_FALLBACK]
     raise ValueError("sysctl_d_command: mode must be auto or fallback, not %r" % (mode,))
-
-
-class FilterModule(object):
-    def filters(self):
-        return {
-            "dsr_sysctl_winners": sysctl_winners,
-            "dsr_sysctl_values": sysctl_values,
-            "dsr_sysctl_overrides": sysctl_overrides,
-            "dsr_sysctl_wanted": sysctl_wanted,
-            "dsr_sysctl_mismatch": sysctl_mismatch,
-            "dsr_sysctl_d_command": sysctl_d_command,
-        }

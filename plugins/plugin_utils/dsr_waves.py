@@ -86,9 +86,3 @@ def needs_change(gunicorn_plans, nginx_plan, kernel_now, sysctl_file_exists, bin
 
 def hosts_needing_change(hosts, hostvars):
     return [h for h in hosts if hostvars[h].get("dsr_needs_change", True)]
-
-
-class FilterModule(object):
-    def filters(self):
-        return {"dsr_waves": waves, "dsr_wave_of": wave_of,
-                "dsr_hosts_needing_change": hosts_needing_change}

@@ -247,11 +247,3 @@ def verify_targets(gunicorn_plans, nginx_plan=None):
             nginx_ports.append(l["port"])
     private = [p for p in private if p not in public]
     return {"expected": expected, "public_ports": public, "private_ports": private, "nginx_ports": nginx_ports}
-
-
-class FilterModule(object):
-    def filters(self):
-        return {
-            "dsr_ss_listeners": parse_ss,
-            "dsr_listener_check": listener_check,
-        }

@@ -680,30 +680,3 @@ def kernel_problems(before, now, kept=(), ctx=None):
     where = "host %s: " % host if host else ""
     return ["%s%s is %s at run time; before the rollout it was %s" % (where, k, now.get(k), v)
             for k, v in sorted((before or {}).items()) if k in (now or {}) and now[k] != v and k not in kept]
-
-
-class FilterModule(object):
-    def filters(self):
-        return {
-            "dsr_listener_owners": listener_owners,
-            "dsr_owned_summary": owned_summary,
-            "dsr_live_mismatches": live_mismatches,
-            "dsr_pending": pending,
-            "dsr_contract_problems": contract_problems,
-            "dsr_ipv4_public": ipv4_public,
-            "dsr_answered": answered,
-            "dsr_ipv6_answer_targets": ipv6_answer_targets,
-            "dsr_probe_urls": probe_urls,
-            "dsr_run_states": run_states,
-            "dsr_services_now": services_now,
-            "dsr_getent_command": getent_command,
-            "dsr_getent_results": getent_results,
-            "dsr_test_sabotage": test_sabotage,
-            "dsr_service_recipe": service_recipe,
-            "dsr_with_run_states": with_run_states,
-            "dsr_interface_of": interface_of,
-            "dsr_run_state_problems": run_state_problems,
-            "dsr_kernel_values": kernel_values,
-            "dsr_kernel_restore": kernel_restore,
-            "dsr_kernel_problems": kernel_problems,
-        }

@@ -223,13 +223,3 @@ def ipv4_interfaces(addresses):
     return [link["ifname"] for link in ip_addresses(addresses)
             if link["ifname"] != "lo"
             and any(a["family"] == "inet" and a["scope"] == "global" for a in link["addr_info"])]
-
-
-class FilterModule(object):
-    def filters(self):
-        return {
-            "dsr_ip_addresses": ip_addresses,
-            "dsr_interface_map": interface_map,
-            "dsr_global_addresses": global_addresses,
-            "dsr_ipv4_interfaces": ipv4_interfaces,
-        }

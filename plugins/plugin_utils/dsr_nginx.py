@@ -611,8 +611,3 @@ def nginx_plan(files, interfaces=None, ctx=None):
         result["files"][real] = {"content": new, "added": lines, "changed": new != text}
         result["changed"] = result["changed"] or new != text
     return result
-
-
-class FilterModule(object):
-    def filters(self):
-        return {"dsr_nginx_plan": nginx_plan}

@@ -40,14 +40,11 @@ Schema (version 1), every key always present:
 """
 from __future__ import annotations
 
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from dsr_contract import kernel_restore, run_state_problems  # noqa: E402
-from dsr_ss import verify_targets  # noqa: E402
-from dsr_sysctl import sysctl_wanted  # noqa: E402
-from dsr_waves import needs_change  # noqa: E402
+from ansible_collections.dualstack.rollout.plugins.plugin_utils.dsr_contract import kernel_restore, run_state_problems
+from ansible_collections.dualstack.rollout.plugins.plugin_utils.dsr_ss import verify_targets
+from ansible_collections.dualstack.rollout.plugins.plugin_utils.dsr_sysctl import sysctl_wanted
+from ansible_collections.dualstack.rollout.plugins.plugin_utils.dsr_waves import needs_change
 
 PLAN_VERSION = 1
 
@@ -157,9 +154,3 @@ def rollback_needed(manifest, state, files_differ):
     return bool(kernel_restore(recipe["kernel"], state.get("kernel"))["writes"]
                 or state.get("summary") != (before.get("listeners") or [])
                 or run_state_problems(recipe["services"], state.get("run_states")))
-
-
-class FilterModule(object):
-    def filters(self):
-        return {"dsr_host_plan": host_plan, "dsr_plan_of": plan_of, "dsr_restore_recipe": restore_recipe,
-                "dsr_rollback_needed": rollback_needed}
