@@ -1,5 +1,6 @@
 """The playbooks call the collection's own plugins by their fully qualified
-names (dualstack.rollout.NAME), and every filter the collection registers is
+names (dualstack.rollout.NAME), in their YAML and in the templates they
+render, and every filter the collection registers is
 called somewhere: none is dead, none is called by its short name (which
 resolves only through ansible.cfg settings this checkout no longer has)."""
 import glob
@@ -8,7 +9,8 @@ import os
 import re
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-YAML = [p for p in glob.glob(os.path.join(ROOT, "**", "*.yml"), recursive=True)
+# the playbooks, roles, scenarios and the templates they render
+YAML = [p for ext in ("yml", "yaml", "j2") for p in glob.glob(os.path.join(ROOT, "**", "*." + ext), recursive=True)
         if not os.path.relpath(p, ROOT).startswith((".venv", ".ansible", ".cache", "collections"))]
 TEXT = {p: open(p).read() for p in YAML}
 MODULES = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(ROOT, "plugins", "modules", "*.py")))
