@@ -63,7 +63,13 @@ except (OSError, ET.ParseError) as e:
     sys.exit("[%s] no test results (%s): it failed before its tests ended" % (sys.argv[2], e))
 for case in cases:
     for bad in case.findall("failure") + case.findall("error"):
-        print("[%s] %s: %s" % (sys.argv[2], case.get("name"), (bad.get("message") or "")[:800]))
+        # the end of pytest's "E" lines: where an assertion's output ends
+        # (an error, the play recap), not its first line
+        lines = [l for l in (bad.text or bad.get("message") or "").splitlines()
+                 if l.startswith("E ") and "+  where" not in l and l.strip() != "E"]
+        print("[%s] %s:" % (sys.argv[2], case.get("name")))
+        for l in lines[-14:]:
+            print("[%s]   %s" % (sys.argv[2], l[:300]))
 EOF
   done <"$failed"
   echo "== scenarios FAILED: $(paste -sd' ' "$failed")"
