@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 """Requests for the dsr_http_probe module, built from addresses and ports.
 
-    {{ ['127.0.0.1', '::1'] | dsr_probe_requests([80], path='/', json={'scheme': 'https'}) }}
+    {{ ['127.0.0.1', '::1'] | dualstack.rollout.dsr_probe_requests([80], path='/', json={'scheme': 'https'}) }}
     -> [{'url': 'http://127.0.0.1:80/', 'expect': 'answer', 'json': {...}},
         {'url': 'http://[::1]:80/', ...}]
 """
