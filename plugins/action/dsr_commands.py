@@ -14,12 +14,9 @@ fleet that is most of what a rollout's reads cost the hosts.
 """
 from __future__ import annotations
 
-import base64
-import shlex
-
 from ansible.errors import AnsibleActionFail
-from ansible.module_utils.common.text.converters import to_text
-from ansible.plugins.action import ActionBase
+
+from ansible_collections.dualstack.rollout.plugins.plugin_utils.dsr_shell import ReadAction, first_error, run_commands
 
 ARGUMENT_SPEC = dict(
     commands=dict(type="list", elements="list", required=True),
@@ -28,110 +25,19 @@ ARGUMENT_SPEC = dict(
     timeout=dict(type="int", default=60),
 )
 
-# coreutils' `timeout` exits 124 when it had to stop the command.
-TIMED_OUT = 124
 
-# Lines that start with '@' are never base64 (A-Z a-z 0-9 + / =).
-_CMD, _ERR, _END = "@@DSR", "@@ERR", "@@DSR-END"
-_NO_TOOL = "@@DSR-MISSING"
+class ActionModule(ReadAction):
+    ARGUMENT_SPEC = ARGUMENT_SPEC
 
-
-def build_script(commands, allow_failure, timeout=0):
-    """The POSIX sh script that runs `commands` (lists of arguments, no
-    shell) in order; unless allow_failure it stops after the first one that
-    exits non-zero, as the results then end there. With a timeout, each
-    command runs under coreutils' `timeout` (TERM, then KILL 5 s later), so
-    no read can hang a host's run."""
-    tools = "mktemp base64" + (" timeout" if timeout else "")
-    lines = [
-        "export LC_ALL=C",
-        "for t in %s; do command -v $t >/dev/null 2>&1 || { echo '%s '$t; exit 0; }; done" % (tools, _NO_TOOL),
-        'd=$(mktemp -d) || exit 125',
-        "trap 'rm -rf \"$d\"' EXIT",
-    ]
-    prefix = "timeout -k 5 %d " % int(timeout) if timeout else ""
-    for i, argv in enumerate(commands):
-        lines += [
-            '{ %s%s; } >"$d/o" 2>"$d/e" </dev/null; rc=$?' % (prefix, " ".join(shlex.quote(str(a)) for a in argv)),
-            "echo '%s %d '$rc" % (_CMD, i),
-            'base64 <"$d/o"',
-            "echo '%s'" % _ERR,
-            'base64 <"$d/e"',
-        ]
-        if not allow_failure:
-            lines.append("[ $rc -eq 0 ] || { echo '%s'; exit 0; }" % _END)
-    lines.append("echo '%s'" % _END)
-    return "\n".join(lines) + "\n"
-
-
-def parse_output(stdout, commands):
-    """Results shaped like a looped ansible.builtin.command (cmd, rc, stdout,
-    stderr, stdout_lines), one per command that ran. Raises ValueError when
-    the script did not run to its end."""
-    results = []
-    cur = None
-    ended = False
-    for line in stdout.splitlines():
-        if line.startswith(_NO_TOOL):
-            raise ValueError("the host has no %s command (coreutils)" % line[len(_NO_TOOL):].strip())
-        if line == _END:
-            ended = True
-            break
-        if line.startswith(_CMD + " "):
-            _marker, idx, rc = line.split(" ")
-            cur = {"i": int(idx), "rc": int(rc), "out": [], "err": []}
-            results.append(cur)
-        elif line == _ERR and cur is not None:
-            cur["in_err"] = True
-        elif cur is not None:
-            cur["err" if cur.get("in_err") else "out"].append(line)
-    if not ended:
-        raise ValueError("the script stopped before its end")
-    out = []
-    for r in results:
-        argv = [str(a) for a in commands[r["i"]]]
-        text = to_text(base64.b64decode("".join(r["out"])), errors="surrogate_or_replace")
-        out.append({"cmd": argv, "rc": r["rc"], "stdout": text,
-                    "stderr": to_text(base64.b64decode("".join(r["err"])), errors="surrogate_or_replace"),
-                    "stdout_lines": text.splitlines()})
-    return out
-
-
-def first_error(results, allow_failure, timeout=0):
-    """The message of the first command that timed out (always an error) or,
-    unless allow_failure, exited non-zero; None when there is none."""
-    for r in results:
-        if timeout and r["rc"] == TIMED_OUT:
-            return "%s timed out after %d s" % (" ".join(r["cmd"]), timeout)
-    if allow_failure:
-        return None
-    for r in results:
-        if r["rc"] != 0:
-            return "%s exited %d: %s" % (" ".join(r["cmd"]), r["rc"], (r["stderr"] or r["stdout"]).strip()[:500])
-    return None
-
-
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
-    _supports_check_mode = True  # reads only
-    _supports_async = False
-
-    def run(self, tmp=None, task_vars=None):
-        result = super(ActionModule, self).run(tmp, task_vars)
-        _validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+    def read(self, args, task_vars, result):
         commands = args["commands"]
         if not commands:
             raise AnsibleActionFail("commands is empty")
         names = args["names"]
         if names and len(names) != len(commands):
             raise AnsibleActionFail("names has %d entries for %d commands" % (len(names), len(commands)))
-        res = self._low_level_execute_command(build_script(commands, args["allow_failure"], args["timeout"]))
-        try:
-            results = parse_output(res.get("stdout", ""), commands)
-        except ValueError as e:
-            raise AnsibleActionFail("dsr_commands: %s (shell exit %s: %s)"
-                                    % (e, res.get("rc"), (res.get("stderr") or res.get("stdout") or "").strip()[:500]))
-        result.update(changed=False, results=results)
+        results = run_commands(self, commands, args["allow_failure"], args["timeout"])
+        result["results"] = results
         # Results by name as well as by position: callers read them by name.
         if names:
             result["by_name"] = dict((n, r) for n, r in zip(names, results))

@@ -7,7 +7,7 @@ Input per host (gathered read-only by audit.yml), a dict with:
   listeners   parsed `ss -ltnpe` with their owner (dsr_listener_owners)
   services    gunicorn_services module output (unit, binds, active, ...);
               a stopped service is shown as stopped
-  kernel      sysctl values (dsr_kernel_values)
+  kernel      sysctl values (the dsr_host_state action)
   nginx       nginx plan (dsr_nginx_plan): IPv6 listen lines still missing
   reach       {"4": true|false|null, "6": ...}: real requests to every port
               the host serves publicly, over each family (null: not tried)

@@ -15,8 +15,10 @@ after a change with the host before it, never with the plan:
                           public IPv4 listener has its IPv6 twin
   dsr_ipv4_public         the IPv4 listeners a peer can reach (what must keep
                           answering), and the request targets for them
-  dsr_run_states          the run state of each service (systemctl show,
+  dsr_run_state_problems  the run state of each service (systemctl show,
                           supervisorctl status) and the differences from before
+  host_state              the state of a host in one read (the dsr_host_state
+                          action): listeners with owners, run states, kernel
   dsr_kernel_restore      the sysctl writes that put disable_ipv6 and
                           bindv6only back at run time, in a safe order
 
@@ -680,3 +682,72 @@ def kernel_problems(before, now, kept=(), ctx=None):
     where = "host %s: " % host if host else ""
     return ["%s%s is %s at run time; before the rollout it was %s" % (where, k, now.get(k), v)
             for k, v in sorted((before or {}).items()) if k in (now or {}) and now[k] != v and k not in kept]
+
+
+# --- the host's state, in one read -------------------------------------------
+
+# The reads behind a host's state, by name (one shell script, see
+# dsr_shell): listeners, unix sockets, processes, the run states of the
+# services and nginx, and the kernel's IPv6 switches.
+STATE_NAMES = ("ss_version", "ss", "ss_unix", "ps", "systemctl", "supervisor", "kernel")
+# The reads the state cannot do without. `ss -lxn` only refines the
+# unix-socket check, and supervisorctl status exits 3 when a program is
+# stopped: its output is read, not its exit code (a program it does not list
+# is "unknown").
+STATE_REQUIRED = ("ss_version", "ss", "ps", "systemctl", "kernel")
+
+
+def _split_services(services):
+    """The gunicorn services without nginx (it is always read, as systemd's)."""
+    return [s for s in services or [] if s["unit"] != NGINX]
+
+
+def state_commands(services):
+    """The commands of STATE_NAMES, in order, for the given services
+    ([{unit, manager}]: systemd units and supervisord programs)."""
+    own = _split_services(services)
+    units = [s["unit"] for s in own if s.get("manager", "systemd") != "supervisor"]
+    programs = [s for s in own if s.get("manager") == "supervisor"]
+    return [
+        ["ss", "-V"],
+        ["ss", "-ltnpe"],
+        ["ss", "-lxn"],
+        ["ps", "-e", "-o", "pid=,ppid="],
+        ["systemctl", "show", "-p", "Id,ActiveState,SubState,UnitFileState,LoadState,MainPID"] + units + [NGINX],
+        ["supervisorctl", "status"] if programs else ["true"],
+        ["sysctl", "-a", "-r", r"^net\.ipv6\.(bindv6only|conf\..*\.disable_ipv6)$"],
+    ]
+
+
+def state_read_problems(by_name, ctx=None):
+    """One message per required read that failed, naming host and command."""
+    host = (ctx or {}).get("host")
+    out = []
+    for name in STATE_REQUIRED:
+        r = by_name.get(name)
+        if r is None:
+            out.append("host %s: %s was not read" % (host, name))
+        elif r["rc"] != 0:
+            out.append("host %s: %s exited %d: %s" % (host, " ".join(r["cmd"]), r["rc"], (r["stderr"] or "").strip()[:300]))
+    return out
+
+
+def host_state(by_name, services):
+    """{ss_version, listeners, summary, unix, run_states, kernel} from the
+    reads of state_commands (by name): every TCP listener with its owner,
+    the listeners as `owner address:port` lines, the run state of each
+    service and of nginx, and the kernel's IPv6 switches."""
+    from ansible_collections.dualstack.rollout.plugins.plugin_utils.dsr_ss import parse_ss
+
+    own = _split_services(services)
+    systemctl, supervisor = by_name["systemctl"]["stdout"], by_name["supervisor"]["stdout"]
+    listeners = listener_owners(parse_ss(by_name["ss"]["stdout"], by_name["ss_version"]["stdout"]),
+                                services_now(own, systemctl, supervisor), by_name["ps"]["stdout"])
+    return {
+        "ss_version": by_name["ss_version"]["stdout"],
+        "listeners": listeners,
+        "summary": owned_summary(listeners),
+        "unix": by_name["ss_unix"]["stdout"],
+        "run_states": run_states(own + [{"unit": NGINX, "manager": "systemd"}], systemctl, supervisor),
+        "kernel": kernel_values(by_name["kernel"]["stdout"]),
+    }

@@ -2,6 +2,7 @@
 looped task into one round trip per host. Real processes, real files and a
 real HTTP server on loopback over IPv4 and IPv6; no mocks."""
 import base64
+import importlib
 import importlib.util
 import json
 import os
@@ -17,6 +18,7 @@ import dsr_commands  # documentation only (the work is the action plugin's)
 import dsr_http
 import dsr_http_probe
 import dsr_read_files
+from ansible_collections.dualstack.rollout.plugins.plugin_utils import dsr_shell
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # The action plugin shares its name with the documentation module.
@@ -28,15 +30,15 @@ _spec.loader.exec_module(dsr_commands_action)
 
 def sh(commands, allow_failure=False, timeout=0):
     """Run the action's script with a real /bin/sh, as the connection would."""
-    p = subprocess.run(["/bin/sh", "-c", dsr_commands_action.build_script(commands, allow_failure, timeout)],
+    p = subprocess.run(["/bin/sh", "-c", dsr_shell.build_script(commands, allow_failure, timeout)],
                        capture_output=True, text=True)
-    results = dsr_commands_action.parse_output(p.stdout, commands)
-    return results, dsr_commands_action.first_error(results, allow_failure, timeout)
+    results = dsr_shell.parse_output(p.stdout, commands)
+    return results, dsr_shell.first_error(results, allow_failure, timeout)
 
 
 def test_a_command_that_hangs_is_stopped_and_named_even_with_allow_failure():
     results, error = sh([["sleep", "30"], ["echo", "after"]], allow_failure=True, timeout=1)
-    assert results[0]["rc"] == dsr_commands_action.TIMED_OUT
+    assert results[0]["rc"] == dsr_shell.TIMED_OUT
     assert error == "sleep 30 timed out after 1 s"
     assert results[1]["stdout"] == "after\n"
 
@@ -85,7 +87,7 @@ def test_arguments_reach_the_command_unchanged_and_output_bytes_survive(tmp_path
 
 def test_a_script_cut_short_is_an_error_not_an_empty_result():
     with pytest.raises(ValueError, match="stopped before its end"):
-        dsr_commands_action.parse_output("@@DSR 0 0\nb25l\n@@ERR\n", [["echo", "one"]])
+        dsr_shell.parse_output("@@DSR 0 0\nb25l\n@@ERR\n", [["echo", "one"]])
 
 
 def adhoc_dsr_commands(tmp_path, args):
@@ -274,13 +276,21 @@ def test_modules_carry_documentation():
         assert doc["module"] == os.path.basename(path)[:-3] and doc["options"], path
 
 
-def test_dsr_commands_documentation_matches_the_action():
-    """The module file is documentation only: its options must be the ones
-    the action plugin validates, with the same types and defaults."""
+ACTIONS = sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "plugins", "action")) if f.endswith(".py"))
+
+
+@pytest.mark.parametrize("name", ACTIONS)
+def test_action_documentation_matches_the_action(name):
+    """Each action plugin's module file is documentation only: its options
+    must be the ones the action plugin validates, with the same types and
+    defaults."""
     import yaml
-    doc = yaml.safe_load(dsr_commands.DOCUMENTATION)["options"]
-    spec = dsr_commands_action.ARGUMENT_SPEC
+    spec_ = importlib.util.spec_from_file_location(name + "_action", os.path.join(ROOT, "plugins", "action", name + ".py"))
+    act = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(act)
+    doc = yaml.safe_load(importlib.import_module(name).DOCUMENTATION)["options"]
+    spec = act.ARGUMENT_SPEC
     assert sorted(doc) == sorted(spec)
-    for name, opt in spec.items():
+    for opt_name, opt in spec.items():
         for key in ("type", "elements", "required", "default"):
-            assert doc[name].get(key) == opt.get(key), (name, key)
+            assert doc[opt_name].get(key) == opt.get(key), (opt_name, key)
