@@ -15,6 +15,11 @@ description:
     bytecode). This callback imports them in the main process at start-up,
     under the names Ansible's plugin loader looks for, so every worker
     inherits them.
+  - At the start of each play it also loads the connection plugins the
+    inventory's hosts use (C(ansible_connection), else the default
+    transport), so each worker does not parse the plugin's documentation
+    for its configuration again. It is best effort; what it cannot work out is
+    left to the workers, as without it.
   - It prints nothing and changes no result. Enabled in the project's
     ansible.cfg (C(callbacks_enabled)); without it the playbooks work the
     same, at a higher cost in controller CPU per task.
@@ -24,7 +29,9 @@ author: dualstack-rollout contributors (!UNKNOWN)
 import importlib
 import os
 
+from ansible import constants as C
 from ansible.plugins.callback import CallbackBase
+from ansible.plugins.loader import connection_loader
 from ansible.utils.display import Display
 
 display = Display()
@@ -53,6 +60,32 @@ def preload(kinds=KINDS):
     return loaded
 
 
+def connections_of(hosts_vars, default=None):
+    """The connection plugin names that hosts with these variables use:
+    `ansible_connection` (`smart` is ssh), else the default transport.
+    Names still holding a template are left to the workers."""
+    names = set()
+    for v in hosts_vars:
+        name = v.get("ansible_connection") or default or C.DEFAULT_TRANSPORT
+        name = "ssh" if name == "smart" else name
+        if isinstance(name, str) and "{" not in name:
+            names.add(str(name))
+    return sorted(names)
+
+
+def preload_connections(names):
+    """Load each connection plugin in this process: the loader then has its
+    configuration definitions, which a forked worker inherits."""
+    loaded = []
+    for name in names:
+        try:
+            if connection_loader.get(name, class_only=True) is not None:
+                loaded.append(name)
+        except Exception as e:  # the worker will say it when it connects
+            display.vvv("dsr_preload: connection %s not preloaded: %s" % (name, e))
+    return loaded
+
+
 class CallbackModule(CallbackBase):
     CALLBACK_VERSION = 2.0
     CALLBACK_TYPE = "aggregate"
@@ -62,3 +95,19 @@ class CallbackModule(CallbackBase):
     def __init__(self, *args, **kwargs):
         super(CallbackModule, self).__init__(*args, **kwargs)
         preload()
+        self._connections = set()
+
+    def v2_playbook_on_play_start(self, play):
+        # Once: the inventory's hosts are the same for every play.
+        if self._connections:
+            return
+        # ansible-core hands callbacks no inventory: the play's variable
+        # manager holds it. Anything unexpected here only costs the preload.
+        try:
+            vm = play._variable_manager
+            hosts = vm._inventory.get_hosts("all")
+            names = connections_of(vm.get_vars(host=h, include_hostvars=False) for h in hosts)
+        except Exception as e:
+            display.vvv("dsr_preload: the play's connections were not preloaded: %s" % e)
+            return
+        self._connections.update(preload_connections([n for n in names if n not in self._connections]))

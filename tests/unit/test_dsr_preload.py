@@ -44,3 +44,51 @@ def test_the_plugin_loader_finds_every_preloaded_plugin_already_loaded():
                                     "ansible_collections.dualstack.rollout.plugins.action.dsr_journal"}
     assert any(".plugins.filter." in n for n, _ in ours)
     assert all(found == "True" for _, found in ours), ours
+
+
+CONNECTIONS = r"""
+import os, sys
+from ansible.plugins import loader as L
+L.init_plugin_loader([os.path.join(sys.argv[1], "collections")])
+from ansible import constants as C
+from ansible.parsing.dataloader import DataLoader
+from ansible.inventory.manager import InventoryManager
+from ansible.vars.manager import VariableManager
+from ansible.playbook.play import Play
+from ansible_collections.dualstack.rollout.plugins.callback.dsr_preload import CallbackModule
+loader = DataLoader()
+inv = InventoryManager(loader=loader, sources=[sys.argv[2]])
+vm = VariableManager(loader=loader, inventory=inv)
+play = Play.load(dict(hosts="all", gather_facts=False, tasks=[]), variable_manager=vm, loader=loader)
+# The loader keeps a collection plugin's definitions under its module name.
+names = ["ansible_collections.community.docker.plugins.connection.docker", "local", "ssh"]
+print(" ".join(str(C.config.has_configuration_definition("connection", n)) for n in names))
+cb = CallbackModule()
+cb.v2_playbook_on_play_start(play)
+print(" ".join(sorted(cb._connections)))
+print(" ".join(str(C.config.has_configuration_definition("connection", n)) for n in names))
+"""
+
+
+def test_the_inventorys_connection_plugins_are_configured_before_any_worker(tmp_path):
+    inv = tmp_path / "hosts.yml"
+    inv.write_text("""all:
+  hosts:
+    plain: {}
+    smart: {ansible_connection: smart}
+    templated: {ansible_connection: "{{ some_var }}"}
+  children:
+    containers:
+      hosts: {c1: {}, c2: {}}
+      vars: {ansible_connection: community.docker.docker}
+    controller:
+      hosts: {here: {ansible_connection: local}}
+""")
+    r = subprocess.run([sys.executable, "-c", CONNECTIONS, ROOT, str(inv)], capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg")))
+    assert r.returncode == 0, r.stderr
+    before, loaded, after = r.stdout.strip().split("\n")
+    assert before == "False False False"
+    # Group variables count, smart is ssh, a templated name is left to the workers.
+    assert loaded == "community.docker.docker local ssh"
+    assert after == "True True True"
