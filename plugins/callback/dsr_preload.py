@@ -22,7 +22,9 @@ description:
     left to the workers, as without it.
   - It prints nothing and changes no result. Enabled in the project's
     ansible.cfg (C(callbacks_enabled)); without it the playbooks work the
-    same, at a higher cost in controller CPU per task.
+    same, at a higher cost in controller CPU per task. A C(callbacks_enabled)
+    or C(ANSIBLE_CALLBACKS_ENABLED) of the operator's own replaces that list,
+    so it should name C(dualstack.rollout.dsr_preload) too.
 author: dualstack-rollout contributors (!UNKNOWN)
 """
 
