@@ -60,8 +60,8 @@ SETTINGS = {
 def inventory(n, d):
     apps = {"dsr-scale-app%d" % i: {"sandbox_image": IMAGES[i % 3]} for i in range(1, n + 1)}
     inv = {"all": {
-        "vars": {"sandbox_network": "dsr-scale", "sandbox_subnet4": "172.30.60.0/24",
-                 "sandbox_subnet6": "fd42:d5a:60::/64", "dsr_waves": WAVES, "dsr_max_fail_percentage": 0,
+        "vars": {"sandbox_network": "dsr-scale", "sandbox_subnet4": "172.30.90.0/24",
+                 "sandbox_subnet6": "fd42:d5a:90::/64", "dsr_waves": WAVES, "dsr_max_fail_percentage": 0,
                  "dsr_audit_ignore_addresses": ["127.0.0.11"]},
         "children": {
             "sandbox": {"children": {"lb": {}, "app_hosts": {}},
